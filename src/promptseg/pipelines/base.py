@@ -1,0 +1,139 @@
+"""What every pipeline shares: configuration with per-call overrides, image and prompt checks,
+and the split between per-image work (``prepare``) and per-prompt work (``segment``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from promptseg.errors import ConfigError
+from promptseg.prompts import normalize_prompts
+
+__all__ = ["Pipeline", "replace_config", "config_to_dict", "Timer"]
+
+
+def _field_names(config) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
+
+
+def replace_config(config, **overrides):
+    """``dataclasses.replace`` that also routes keys to nested config dataclasses.
+
+    ``replace_config(SlipConfig(), points_per_side=16)`` sets
+    ``SlipConfig().mask_generation.points_per_side``. An unknown key is a
+    :class:`ConfigError` that lists the valid names.
+    """
+    if not overrides:
+        return config
+    top = _field_names(config)
+    direct = {k: v for k, v in overrides.items() if k in top}
+    rest = {k: v for k, v in overrides.items() if k not in top}
+    for name in sorted(top):
+        value = getattr(config, name)
+        if not rest or not dataclasses.is_dataclass(value):
+            continue
+        nested_keys = {k: rest[k] for k in list(rest) if k in _field_names(value)}
+        if nested_keys:
+            for k in nested_keys:
+                del rest[k]
+            base = direct.get(name, value)
+            direct[name] = replace_config(base, **nested_keys)
+    if rest:
+        valid = sorted(_all_names(config))
+        raise ConfigError(
+            f"unknown option(s) {', '.join(sorted(rest))} for {type(config).__name__}; "
+            f"valid options: {', '.join(valid)}"
+        )
+    try:
+        return dataclasses.replace(config, **direct)
+    except TypeError as exc:
+        raise ConfigError(f"bad option for {type(config).__name__}: {exc}") from exc
+
+
+def _all_names(config) -> set[str]:
+    names = set()
+    for f in dataclasses.fields(config):
+        names.add(f.name)
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            names |= _all_names(value)
+    return names
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+class Timer:
+    """Wall-clock seconds per named stage: ``with timer("clip_scoring"): ...``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class Pipeline:
+    """Base of every pipeline.
+
+    ``pipe(image, prompts) == pipe.segment(pipe.prepare(image), prompts)``.
+
+    Subclasses set ``name`` and ``config_class`` and implement ``prepare`` (everything that
+    depends on the image only, computed once) and ``segment`` (per prompt set).
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config=None, **overrides):
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = replace_config(config, **overrides)
+
+    def with_options(self, **overrides):
+        """This pipeline's config with per-call overrides applied (validated)."""
+        return replace_config(self.config, **overrides)
+
+    def prepare(self, image, config=None):  # pragma: no cover - abstract
+        """Per-image work shared by every prompt; returns an immutable value."""
+        raise NotImplementedError
+
+    def segment(self, prepared, prompts, config=None):  # pragma: no cover - abstract
+        """Per-prompt work on a prepared image; returns a Segmentation."""
+        raise NotImplementedError
+
+    def __call__(self, image, prompts: str | Iterable[str], **overrides):
+        """Segment ``prompts`` in ``image`` (path, bytes, PIL image or array).
+
+        Keyword overrides change config fields for this call only.
+        """
+        config = self.with_options(**overrides)
+        prompts = normalize_prompts(prompts, getattr(config, "max_prompts", 100))
+        return self.segment(self.prepare(image, config=config), prompts, config=config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
