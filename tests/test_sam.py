@@ -164,6 +164,17 @@ def test_embedding_of_another_model_is_refused(tiny_sam_dir, tiny_sam_hq_dir, im
         hq.predict(sam.embed(image), point_coords=[[1, 1]])
     with pytest.raises(InputError, match="ImageEmbedding"):
         sam.predict("not an embedding", point_coords=[[1, 1]])
+    half = SamSegmenter.from_pretrained(tiny_sam_dir, dtype="bf16")
+    with pytest.raises(InputError, match="bfloat16"):
+        sam.predict(half.embed(image), point_coords=[[1, 1]])
+
+
+def test_dtype_strings_and_bad_dtypes(tiny_sam_dir):
+    assert SamSegmenter.from_pretrained(tiny_sam_dir, dtype="fp16").dtype == torch.float16
+    with pytest.raises(InputError, match="dtype"):
+        SamSegmenter.from_pretrained(tiny_sam_dir, dtype="int8")
+    with pytest.raises(InputError, match="dtype"):
+        SamSegmenter.from_pretrained(tiny_sam_dir, dtype=torch.float64)
 
 
 @pytest.mark.parametrize(

@@ -166,3 +166,9 @@ def test_overlap_filter_separates_the_merged_proposal(scene):
     # the shifted square overlaps ground and red partially: it loses the shared pixels to them
     # (they score higher) and nothing is left of it
     assert len(prepared.masks) == 4 and prepared.proposal_index.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("spec", ["black+crop", "black+crop:0.1", "blur+ellipse", "gray"])
+def test_visual_prompt_options(pipe, image, spec):
+    seg = pipe(image, ["a red square"], visual_prompt=spec)
+    assert len(seg) == 1 and seg.meta["config"]["visual_prompt"] == spec

@@ -159,6 +159,27 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         raise InputError(f"{name} must be an array of numbers, got {type(value).__name__}") from exc
 
 
+_DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise InputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        return _DTYPES[dtype.lower()]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InputError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype}")
+    return dtype
+
+
 def _check_image(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InputError(
@@ -226,7 +247,7 @@ class SamSegmenter:
         cls,
         folder: str | Path,
         device: torch.device | str = torch.device("cpu"),
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         *,
         model_id: str | None = None,
     ) -> SamSegmenter:
@@ -236,7 +257,8 @@ class SamSegmenter:
             folder: local folder holding ``config.json`` and the weights (and optionally the
                 processor config, whose ``image_mean`` / ``image_std`` are used).
             device: where to put the weights.
-            dtype: ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``.
+            dtype: ``torch.float32``, ``torch.float16`` or ``torch.bfloat16`` (or the strings
+                ``"fp32"``, ``"fp16"``, ``"bf16"``).
             model_id: id to tag embeddings with; defaults to the folder path.
 
         Raises:
@@ -264,8 +286,7 @@ class SamSegmenter:
                 f"{str(folder)!r} holds a model of type {model_type!r}, not a SAM-family model "
                 f"(expected model_type one of {sorted(_MODEL_TYPES)})"
             )
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise InputError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype}")
+        dtype = _resolve_dtype(dtype)
         device = torch.device(device)
         family, class_name = _MODEL_TYPES[model_type]
         model_cls = getattr(transformers, class_name)
@@ -491,19 +512,28 @@ class SamSegmenter:
                 f"embedding was computed by {embedding.model_id!r} ({embedding.family}), "
                 f"not by this segmenter {self.model_id!r} ({self.family}); embed the image again"
             )
+        emb_tensor = embedding.image_embeddings
+        if emb_tensor.dtype != self.dtype or emb_tensor.device != self.device:
+            raise InputError(
+                f"embedding is {emb_tensor.dtype} on {emb_tensor.device}, this segmenter runs "
+                f"{self.dtype} on {self.device}; embed the image with this segmenter"
+            )
         coords, labels, box, masks, batch = self._check_prompts(
             point_coords, point_labels, boxes, mask_inputs
         )
         original_size = embedding.original_size
         dev = self.device
+        # float64 coordinates as the reference generator passes them (MPS has no float64)
+        xy_dtype = torch.float32 if dev.type == "mps" else torch.float64
         with torch.inference_mode():
             pts_t = lab_t = box_t = mask_t = None
             if coords is not None:
-                pts_t = torch.from_numpy(self._scale_xy(coords, original_size)).to(dev)
+                scaled = self._scale_xy(coords, original_size)
+                pts_t = torch.from_numpy(scaled).to(device=dev, dtype=xy_dtype)
                 lab_t = torch.from_numpy(labels).to(dev)
             if box is not None:
                 scaled = self._scale_xy(box.reshape(-1, 2, 2), original_size).reshape(-1, 4)
-                box_t = torch.from_numpy(scaled).to(dev)
+                box_t = torch.from_numpy(scaled).to(device=dev, dtype=xy_dtype)
             if masks is not None:
                 mask_t = torch.as_tensor(masks, dtype=self.dtype, device=dev)
             low_res, iou = self._decode(

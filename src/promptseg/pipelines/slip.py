@@ -54,7 +54,7 @@ class SlipConfig:
     overlap_filter: bool = True  # [SLIP] Sec. "Model Architecture": post-processing filters
     overlap: OverlapFilterConfig = field(default_factory=OverlapFilterConfig)
     visual_prompt: str = "black"  # [SLIP] Fig. 2, [LVLM] Sec. V-A: the segment on black
-    crop_margin: float = 0.0  # ours: context around a crop, fraction of the box size
+    crop_margin: float | None = None  # ours: context around a crop (fraction of the box); or crop:M
     score_mode: str = "cosine"  # [SLIP] "similarity matrix", [LVLM] Sec. III-A: similarity
     background_prompts: tuple[str, ...] = ()  # ours: prompts that mean "none of these"
     output: str = "best"  # [SLIP] the single most similar segment; "all" / "label" are ours
@@ -73,7 +73,7 @@ class SlipConfig:
             raise ConfigError(
                 f"output must be one of {', '.join(OUTPUT_MODES)}, got {self.output!r}"
             )
-        if self.crop_margin < 0:
+        if self.crop_margin is not None and self.crop_margin < 0:
             raise ConfigError(f"crop_margin must be >= 0, got {self.crop_margin}")
         if self.clip_batch_size < 1:
             raise ConfigError(f"clip_batch_size must be >= 1, got {self.clip_batch_size}")
@@ -88,7 +88,7 @@ class SlipConfig:
             normalize_prompts(self.background_prompts)
         from promptseg.stages.visual_prompts import parse_visual_prompt
 
-        parse_visual_prompt(self.visual_prompt)
+        parse_visual_prompt(self.visual_prompt, self.crop_margin)
 
 
 @dataclass(frozen=True)

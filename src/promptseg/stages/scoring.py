@@ -35,7 +35,7 @@ def encode_candidates(
     image: np.ndarray,
     masks: np.ndarray,
     visual_prompt: str = "black",
-    margin: float = 0.0,
+    margin: float | None = None,
     batch_size: int = 32,
 ) -> torch.Tensor:
     """CLIP image embeddings of each candidate mask, rendered with a visual prompt.
@@ -46,7 +46,8 @@ def encode_candidates(
         masks: ``(N, H, W) bool`` candidates.
         visual_prompt: a spec of :func:`promptseg.stages.visual_prompts.apply_visual_prompt`,
             e.g. ``"black"`` (the papers) or ``"black+crop"``.
-        margin: context margin of a crop, as a fraction of the box size.
+        margin: context margin of a crop, as a fraction of the box size (None: the spec's
+            ``crop:M`` value, else 0).
         batch_size: images per CLIP forward pass.
 
     Returns:
