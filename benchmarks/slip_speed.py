@@ -28,7 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
 
 
 def make_image(size: int, seed: int = 0) -> np.ndarray:
@@ -102,7 +106,9 @@ def main() -> None:
     parser.add_argument("--skip-official", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     import promptseg
     from promptseg.stages.proposals import MaskGenerationConfig, generate_masks

@@ -182,7 +182,7 @@ def test_bad_options(hf_clip, tiny_hf_clip_dir):
     with pytest.raises(ConfigError, match="device"):
         ClipScorer.from_pretrained(tiny_hf_clip_dir, device="gpu:zero")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="no CUDA GPU is available"):
             ClipScorer.from_pretrained(tiny_hf_clip_dir, device="cuda")
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from fixtures_sam import TINY_IMAGE_SIZE, shapes_image
 
-from promptseg.errors import InputError, WeightsError
+from promptseg.errors import ConfigError, InputError, WeightsError
 from promptseg.models.sam import ImageEmbedding, PredictedMasks, SamSegmenter
 
 FAMILIES = [("tiny_sam_dir", "sam"), ("tiny_sam_hq_dir", "sam_hq"), ("tiny_sam2_dir", "sam2")]
@@ -171,9 +171,9 @@ def test_embedding_of_another_model_is_refused(tiny_sam_dir, tiny_sam_hq_dir, im
 
 def test_dtype_strings_and_bad_dtypes(tiny_sam_dir):
     assert SamSegmenter.from_pretrained(tiny_sam_dir, dtype="fp16").dtype == torch.float16
-    with pytest.raises(InputError, match="dtype"):
+    with pytest.raises(ConfigError, match="dtype"):
         SamSegmenter.from_pretrained(tiny_sam_dir, dtype="int8")
-    with pytest.raises(InputError, match="dtype"):
+    with pytest.raises(ConfigError, match="dtype"):
         SamSegmenter.from_pretrained(tiny_sam_dir, dtype=torch.float64)
 
 

@@ -172,3 +172,26 @@ def test_overlap_filter_separates_the_merged_proposal(scene):
 def test_visual_prompt_options(pipe, image, spec):
     seg = pipe(image, ["a red square"], visual_prompt=spec)
     assert len(seg) == 1 and seg.meta["config"]["visual_prompt"] == spec
+
+
+@pytest.mark.parametrize("sam_fixture", ["tiny_sam_hq_dir", "tiny_sam2_dir"])
+def test_other_sam_families_and_open_clip(request, sam_fixture, tiny_open_clip_dir, image):
+    sam_dir = request.getfixturevalue(sam_fixture)
+    seg = promptseg.segment(image, ["a red square", "a blue square"], method="slip",
+                            clip=f"open_clip:{tiny_open_clip_dir}", sam=str(sam_dir),
+                            device="cpu", **LOW)
+    assert len(seg) == 2 and seg.masks.shape[1:] == image.shape[:2]
+    assert seg.meta["models"]["sam"] == str(sam_dir)
+
+
+def test_one_pipeline_serves_threads(pipe, image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = pipe(image, ["a red square"])
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    expected_flipped = pipe(flipped, ["a red square"])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda im: pipe(im, ["a red square"]), [image, flipped] * 2))
+    for got, want in zip(results, [expected, expected_flipped] * 2, strict=True):
+        np.testing.assert_array_equal(got.masks, want.masks)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)

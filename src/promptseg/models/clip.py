@@ -44,6 +44,7 @@ from promptseg.errors import (
     WeightsError,
     require,
 )
+from promptseg.models._device import resolve_device, resolve_dtype  # noqa: E402
 
 __all__ = ["OPEN_CLIP_PREFIX", "ClipScorer"]
 
@@ -52,16 +53,6 @@ logger = logging.getLogger(__name__)
 OPEN_CLIP_PREFIX = "open_clip:"
 _LOCAL_DIR_PREFIX = "local-dir:"  # open_clip's own spelling of a folder
 _OPEN_CLIP_CONFIG = "open_clip_config.json"
-_DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
 
 class ClipScorer:
     """A frozen CLIP model: text and image embeddings in one joint space.
@@ -148,8 +139,8 @@ class ClipScorer:
             WeightsError: the folder holds another model family or unreadable weights.
             MissingDependencyError: ``open_clip`` is needed and not installed.
         """
-        device = _resolve_device(device)
-        dtype = _resolve_dtype(dtype)
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype)
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
         if not isinstance(source, str) or not source.strip():
@@ -530,27 +521,6 @@ def _split_arch_tag(rest: str, source: str) -> tuple[str, str]:
             f"{', '.join(f'open_clip:{arch}/{t}' for t in tags) or 'none'}"
         )
     return arch, tag
-
-
-def _resolve_device(device: Any) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (TypeError, RuntimeError) as exc:
-        raise ConfigError(f"device must be like 'cpu' or 'cuda:0', got {device!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} was asked for but CUDA is not available here")
-    return device
-
-
-def _resolve_dtype(dtype: Any) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return _DTYPES[dtype.lower()]
-    raise ConfigError(
-        f"dtype must be torch.float32, torch.float16 or torch.bfloat16 (or 'fp32', 'fp16', "
-        f"'bf16'), got {dtype!r}"
-    )
 
 
 def _check_texts(texts: Any) -> list[str]:

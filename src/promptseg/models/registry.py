@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from promptseg.errors import ConfigError, UnknownModelError, WeightsError
+from promptseg.models._device import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +102,6 @@ _MODEL_TYPES = {
 }
 
 _OPEN_CLIP_PREFIX = "open_clip:"
-_DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
 _cache: dict[tuple[str, str, str, str], Any] = {}
 _cache_lock = threading.Lock()
 
@@ -120,39 +111,6 @@ def list_models(family: str | None = None) -> list[ModelInfo]:
     if family is not None and family not in ("clip", "sam"):
         raise ConfigError(f"unknown model family {family!r}: use 'clip' or 'sam'")
     return [m for m in KNOWN_MODELS if family is None or m.family == family]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) -> cuda if present, else mps, else cpu; other values as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available: use cpu")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None = "fp32") -> torch.dtype:
-    """``"fp32"``, ``"fp16"``, ``"bf16"`` (or a torch dtype) -> torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ConfigError(f"unsupported dtype {dtype}: use fp32, fp16 or bf16")
-        return dtype
-    if dtype is None:
-        return torch.float32
-    key = str(dtype).lower()
-    if key not in _DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}: use fp32, fp16 or bf16")
-    return _DTYPES[key]
 
 
 def detect_family(folder: str | Path) -> tuple[str, str]:

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from promptseg.errors import InputError, WeightsError
+from promptseg.models._device import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -159,27 +160,6 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         raise InputError(f"{name} must be an array of numbers, got {type(value).__name__}") from exc
 
 
-_DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPES:
-            raise InputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        return _DTYPES[dtype.lower()]
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise InputError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype}")
-    return dtype
-
-
 def _check_image(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InputError(
@@ -286,7 +266,7 @@ class SamSegmenter:
                 f"{str(folder)!r} holds a model of type {model_type!r}, not a SAM-family model "
                 f"(expected model_type one of {sorted(_MODEL_TYPES)})"
             )
-        dtype = _resolve_dtype(dtype)
+        dtype = resolve_dtype(dtype)
         device = torch.device(device)
         family, class_name = _MODEL_TYPES[model_type]
         model_cls = getattr(transformers, class_name)

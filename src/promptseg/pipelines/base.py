@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -93,7 +94,7 @@ class Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-class Pipeline:
+class Pipeline(ABC):
     """Base of every pipeline.
 
     ``pipe(image, prompts) == pipe.segment(pipe.prepare(image), prompts)``.
@@ -118,13 +119,13 @@ class Pipeline:
         """This pipeline's config with per-call overrides applied (validated)."""
         return replace_config(self.config, **overrides)
 
-    def prepare(self, image, config=None):  # pragma: no cover - abstract
+    @abstractmethod
+    def prepare(self, image, config=None):
         """Per-image work shared by every prompt; returns an immutable value."""
-        raise NotImplementedError
 
-    def segment(self, prepared, prompts, config=None):  # pragma: no cover - abstract
+    @abstractmethod
+    def segment(self, prepared, prompts, config=None):
         """Per-prompt work on a prepared image; returns a Segmentation."""
-        raise NotImplementedError
 
     def __call__(self, image, prompts: str | Iterable[str], **overrides):
         """Segment ``prompts`` in ``image`` (path, bytes, PIL image or array).
