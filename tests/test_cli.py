@@ -9,7 +9,8 @@ from PIL import Image
 from promptseg.cli import main
 from promptseg.convert.coco import from_coco
 
-LOW = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+LOW = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+       "--box-nms-thresh", "0.9"]
 
 
 @pytest.fixture

@@ -92,10 +92,12 @@ def segment(
     visual_prompt: Annotated[str | None, typer.Option(help="e.g. black, black+crop.")] = None,
     score_mode: Annotated[str | None, typer.Option(help="cosine or softmax.")] = None,
     points_per_side: Annotated[int | None, typer.Option(help="SAM point grid size.")] = None,
-    pred_iou_thresh: Annotated[float | None, typer.Option()] = None,
-    stability_score_thresh: Annotated[float | None, typer.Option()] = None,
-    crop_n_layers: Annotated[int | None, typer.Option()] = None,
-    min_mask_region_area: Annotated[int | None, typer.Option()] = None,
+    pred_iou_thresh: Annotated[float | None, typer.Option(help="SAM IoU filter (0.88).")] = None,
+    stability_score_thresh: Annotated[float | None, typer.Option(help="(0.95)")] = None,
+    box_nms_thresh: Annotated[float | None, typer.Option(help="NMS IoU (0.7).")] = None,
+    crop_n_layers: Annotated[int | None, typer.Option(help="SAM crop layers (0).")] = None,
+    min_mask_region_area: Annotated[int | None, typer.Option(help="Pixels (0).")] = None,
+    crop_margin: Annotated[float | None, typer.Option(help="Context around crops.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     masks_in_json: Annotated[bool, typer.Option(help="Include RLE masks in --json.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -114,7 +116,8 @@ def segment(
         "background_prompts": tuple(background) if background else None,
         "points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh,
         "stability_score_thresh": stability_score_thresh, "crop_n_layers": crop_n_layers,
-        "min_mask_region_area": min_mask_region_area,
+        "min_mask_region_area": min_mask_region_area, "box_nms_thresh": box_nms_thresh,
+        "crop_margin": crop_margin,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:

@@ -119,7 +119,9 @@ class SlipPipeline(Pipeline):
     """SAM everything + overlap filter + CLIP selection (SLIP; medical LVLM base pipeline).
 
     Example:
-        >>> pipe = promptseg.load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam")
+        >>> import promptseg
+        >>> pipe = promptseg.load_pipeline(  # doctest: +SKIP
+        ...     "slip", clip="openai/clip-vit-base-patch16", sam="facebook/sam-vit-base")
         >>> seg = pipe("scene.png", ["the red star", "circles"])  # doctest: +SKIP
     """
 
