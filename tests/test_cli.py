@@ -63,6 +63,7 @@ def test_segment_json(models, image_file, capsys):
         (["segment", "{text}", "-p", "x", "--json"], "{text}"),
         (["segment", "{image}", "-p", "x", "--format", "gif", "--out", "o"], "unknown --format"),
         (["segment", "{image}", "-p", "x", "--json", "--output", "many"], "output must be"),
+        (["segment", "{image}", "-p", "x", "--json", "--max-pixels", "100"], "100"),
     ],
 )
 def test_bad_input_exit_2_one_line(args, message, models, image_file, tmp_path, capsys,

@@ -98,6 +98,7 @@ def segment(
     crop_n_layers: Annotated[int | None, typer.Option(help="SAM crop layers (0).")] = None,
     min_mask_region_area: Annotated[int | None, typer.Option(help="Pixels (0).")] = None,
     crop_margin: Annotated[float | None, typer.Option(help="Context around crops.")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse larger images.")] = 50_000_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     masks_in_json: Annotated[bool, typer.Option(help="Include RLE masks in --json.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -117,7 +118,7 @@ def segment(
         "points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh,
         "stability_score_thresh": stability_score_thresh, "crop_n_layers": crop_n_layers,
         "min_mask_region_area": min_mask_region_area, "box_nms_thresh": box_nms_thresh,
-        "crop_margin": crop_margin,
+        "crop_margin": crop_margin, "max_pixels": max_pixels,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:
@@ -135,7 +136,7 @@ def segment(
             try:
                 from promptseg.image import load_image
 
-                image = load_image(path)
+                image = load_image(path, max_pixels=max_pixels)
                 seg = pipe(image, prompts)
                 if folder is not None:
                     _write_outputs(seg, image, folder, formats, path.name)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from promptseg.errors import ConfigError
+from promptseg.image import DEFAULT_MAX_PIXELS
 from promptseg.pipelines.base import Pipeline, Timer, config_to_dict
 from promptseg.prompts import MAX_PROMPTS, normalize_prompts
 from promptseg.stages.overlap import OverlapFilterConfig, separate_overlaps
@@ -62,6 +63,7 @@ class SlipConfig:
     instance_containment: float = 0.8  # ours: "all"/"label" drop masks this nested in a better one
     clip_batch_size: int = 32  # ours: CLIP images per forward pass
     max_prompts: int = MAX_PROMPTS
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # ours: refuse larger images before decoding
     progress: bool = False  # show a progress bar over mask-generation batches
 
     def __post_init__(self):
@@ -140,7 +142,7 @@ class SlipPipeline(Pipeline):
         from promptseg.image import load_image
 
         config = config or self.config
-        image = load_image(image)
+        image = load_image(image, max_pixels=config.max_pixels)
         timer = Timer()
         # 1. SAM image embedding, computed once and reused by crop layer 0 of generation
         with timer("sam_encoder"):
