@@ -195,3 +195,11 @@ def test_one_pipeline_serves_threads(pipe, image):
     for got, want in zip(results, [expected, expected_flipped] * 2, strict=True):
         np.testing.assert_array_equal(got.masks, want.masks)
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision(tiny_sam_dir, tiny_hf_clip_dir, image, dtype):
+    pipe = promptseg.load_pipeline("slip", clip=str(tiny_hf_clip_dir), sam=str(tiny_sam_dir),
+                                   device="cpu", dtype=dtype, **LOW)
+    seg = pipe(image, ["a red square"])
+    assert len(seg) == 1 and seg.scores.dtype == np.float32 and np.isfinite(seg.scores).all()
