@@ -146,6 +146,16 @@ def test_multi_instance_and_negative(scene):
     assert len(seg.for_prompt(1)) == 0  # nothing green: an empty answer
 
 
+def test_multi_instance_with_background_prompt(scene):
+    img, truth = scene
+    pipe = SlipPipeline(overlap_filter=False, output="all", background_prompts=("background",))
+    seg = pipe(img, ["red", "blue"])
+    reds = seg.for_prompt(0)
+    assert len(reds) == 1
+    np.testing.assert_array_equal(reds.masks[0], truth["red"])
+    assert len(seg.for_prompt(1)) == 2
+
+
 def test_label_every_segment(scene):
     img, truth = scene
     pipe = SlipPipeline(overlap_filter=False, output="label", background_prompts=("background",),

@@ -247,7 +247,9 @@ def _select(masks: np.ndarray, scored, num_prompts: int, config: SlipConfig):
                 if config.threshold is not None:
                     ok &= scores[:, q] >= config.threshold
                 if has_background:
-                    ok &= scored.best < num_prompts
+                    # closer to this prompt than to every background prompt (softmax keeps
+                    # the order of the cosines, so one test serves both score modes)
+                    ok &= scored.cosine[:, q] > scored.cosine[:, num_prompts:].max(axis=1)
             else:  # "label": each candidate goes to its best prompt, or to the background
                 ok = scored.best == q
                 if config.threshold is not None:
