@@ -31,7 +31,8 @@ from promptseg.errors import ConfigError
 from promptseg.image import DEFAULT_MAX_PIXELS
 from promptseg.pipelines.base import Pipeline, Timer, config_to_dict
 from promptseg.prompts import MAX_PROMPTS, normalize_prompts
-from promptseg.stages.overlap import OverlapFilterConfig, separate_overlaps
+from promptseg.result import masks_to_boxes
+from promptseg.stages.overlap import OverlapFilterConfig, box_intersection, separate_overlaps
 from promptseg.stages.proposals import MaskGenerationConfig, generate_masks
 from promptseg.stages.scoring import SCORE_MODES, encode_candidates, score_prompts
 
@@ -263,16 +264,21 @@ def _select(masks: np.ndarray, scored, num_prompts: int, config: SlipConfig):
 
 def _drop_nested(masks, candidates, scores, containment: float) -> list[int]:
     """Best-first; drop a candidate ``containment`` nested in an already kept one (either way)."""
-    kept: list[int] = []
-    areas = {}
-    for c in sorted(candidates.tolist(), key=lambda i: -scores[i]):
-        areas[c] = int(masks[c].sum())
+    order = sorted(candidates.tolist(), key=lambda i: -scores[i])
+    boxes = masks_to_boxes(masks[order]).astype(np.int64) if order else None
+    areas = masks[order].reshape(len(order), -1).sum(axis=1) if order else None
+    kept: list[int] = []  # positions in `order`
+    for a in range(len(order)):
         nested = False
-        for k in kept:
-            inter = int(np.logical_and(masks[c], masks[k]).sum())
-            if inter and inter / max(1, min(areas[c], areas[k])) >= containment:
+        for b in kept:
+            window = box_intersection(boxes[a], boxes[b])
+            if window is None:
+                continue
+            x0, y0, x1, y1 = window
+            inter = int((masks[order[a], y0:y1, x0:x1] & masks[order[b], y0:y1, x0:x1]).sum())
+            if inter and inter / max(1, min(areas[a], areas[b])) >= containment:
                 nested = True
                 break
         if not nested:
-            kept.append(c)
-    return kept
+            kept.append(a)
+    return [order[a] for a in kept]

@@ -32,7 +32,7 @@ import numpy as np
 from promptseg.errors import ConfigError, InputError
 from promptseg.result import masks_to_boxes
 
-__all__ = ["OverlapFilterConfig", "FilteredMasks", "separate_overlaps"]
+__all__ = ["OverlapFilterConfig", "FilteredMasks", "separate_overlaps", "box_intersection"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def separate_overlaps(
         for k in kept:
             # the relation is decided on the proposals as SAM made them, not on what is left
             # of them, so a remnant of a partial overlap is never mistaken for a nested part
-            window = _intersect(orig_boxes[i], orig_boxes[k])
+            window = box_intersection(orig_boxes[i], orig_boxes[k])
             if window is None:
                 continue
             x0, y0, x1, y1 = window
@@ -130,7 +130,7 @@ def separate_overlaps(
             if inter / min(orig_areas[i], orig_areas[k]) >= config.containment:
                 continue  # 2. nested: part and whole are both answers
             # 3. partial overlap: shared pixels stay with the better proposal
-            window = _intersect(boxes[i], boxes[k])
+            window = box_intersection(boxes[i], boxes[k])
             if window is None:
                 continue
             x0, y0, x1, y1 = window
@@ -152,7 +152,8 @@ def separate_overlaps(
     return FilteredMasks(masks=work[index], index=index, changed=changed[index])
 
 
-def _intersect(a: np.ndarray, b: np.ndarray):
+def box_intersection(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Overlap of two xyxy boxes (x2, y2 exclusive) as ``(x0, y0, x1, y1)``; None if empty."""
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
