@@ -51,6 +51,26 @@ def test_prompts_share_one_preparation(pipe, image):
     np.testing.assert_allclose(both.scores[1], alone.scores[0], atol=1e-6)
 
 
+def test_bad_requests_fail_before_any_work(pipe, image, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("prepare ran")
+
+    monkeypatch.setattr(pipe, "prepare", no_work)
+    with pytest.raises(ConfigError, match="at least two prompts"):
+        pipe(image, ["x"], score_mode="softmax")
+    with pytest.raises(ConfigError, match="threshold or background"):
+        pipe(image, ["x"], output="all")
+
+
+def test_segment_takes_selection_overrides(pipe, image):
+    prepared = pipe.prepare(image, visual_prompt="black+crop")
+    best = pipe.segment(prepared, ["a red square"])
+    above = float(best.scores[0]) + 1e-3
+    assert len(pipe.segment(prepared, ["a red square"], threshold=above)) == 0
+    everything = pipe.segment(prepared, ["a red square"], output="all", threshold=-1.0)
+    assert len(everything) >= 1
+
+
 def test_threshold_gives_empty_answer_with_axes(pipe, image):
     seg = pipe(image, ["a red square"], threshold=1.01)
     assert len(seg) == 0 and seg.masks.shape == (0, 96, 128) and seg.boxes.shape == (0, 4)

@@ -119,12 +119,21 @@ class Pipeline(ABC):
         """This pipeline's config with per-call overrides applied (validated)."""
         return replace_config(self.config, **overrides)
 
+    def resolve_config(self, config=None, **overrides):
+        """``config`` (default: the pipeline's) with ``overrides`` applied."""
+        base = config if config is not None else self.config
+        return replace_config(base, **overrides) if overrides else base
+
+    def check_request(self, prompts: tuple[str, ...], config) -> None:
+        """Reject a prompt set the config cannot answer, before any expensive work."""
+        return None
+
     @abstractmethod
-    def prepare(self, image, config=None):
+    def prepare(self, image, config=None, **overrides):
         """Per-image work shared by every prompt; returns an immutable value."""
 
     @abstractmethod
-    def segment(self, prepared, prompts, config=None):
+    def segment(self, prepared, prompts, config=None, **overrides):
         """Per-prompt work on a prepared image; returns a Segmentation."""
 
     def __call__(self, image, prompts: str | Iterable[str], **overrides):
@@ -134,6 +143,7 @@ class Pipeline(ABC):
         """
         config = self.with_options(**overrides)
         prompts = normalize_prompts(prompts, getattr(config, "max_prompts", 100))
+        self.check_request(prompts, config)
         return self.segment(self.prepare(image, config=config), prompts, config=config)
 
     def __repr__(self) -> str:

@@ -91,6 +91,11 @@ class SlipConfig:
         object.__setattr__(self, "background_prompts", tuple(self.background_prompts))
         if self.background_prompts:
             normalize_prompts(self.background_prompts)
+        if self.output == "all" and self.threshold is None and not self.background_prompts:
+            raise ConfigError(
+                "output='all' needs a threshold or background prompts to decide which "
+                "segments answer a prompt"
+            )
         from promptseg.stages.visual_prompts import parse_visual_prompt
 
         parse_visual_prompt(self.visual_prompt, self.crop_margin)
@@ -140,11 +145,22 @@ class SlipPipeline(Pipeline):
         self.sam = load_sam(self.config.sam, device=device, dtype=dtype)
         self.clip = load_clip(self.config.clip, device=device, dtype=dtype)
 
-    def prepare(self, image, config: SlipConfig | None = None) -> PreparedImage:
-        """Embed, propose, filter and CLIP-encode the candidates of one image."""
+    def check_request(self, prompts: tuple[str, ...], config: SlipConfig) -> None:
+        if config.score_mode == "softmax" and len(prompts) + len(config.background_prompts) < 2:
+            raise ConfigError(
+                "softmax over prompts needs at least two prompts: add a background prompt "
+                "(e.g. background_prompts=('background',)) or use score_mode='cosine'"
+            )
+
+    def prepare(self, image, config: SlipConfig | None = None, **overrides) -> PreparedImage:
+        """Embed, propose, filter and CLIP-encode the candidates of one image.
+
+        Options that shape this work (mask generation, overlap filter, visual prompt) are
+        read here; ``overrides`` are config fields for this call.
+        """
         from promptseg.image import load_image
 
-        config = config or self.config
+        config = self.resolve_config(config, **overrides)
         image = load_image(image, max_pixels=config.max_pixels)
         timer = Timer()
         # 1. SAM image embedding, computed once and reused by crop layer 0 of generation
@@ -181,12 +197,19 @@ class SlipPipeline(Pipeline):
             timings=timer.seconds,
         )
 
-    def segment(self, prepared: PreparedImage, prompts, config: SlipConfig | None = None):
-        """Select the segments that answer ``prompts``; returns a Segmentation."""
+    def segment(
+        self, prepared: PreparedImage, prompts, config: SlipConfig | None = None, **overrides
+    ):
+        """Select the segments that answer ``prompts``; returns a Segmentation.
+
+        Selection options (``output``, ``threshold``, ``score_mode``, ``background_prompts``)
+        can be overridden per call; options of :meth:`prepare` have no effect here.
+        """
         from promptseg.result import Segmentation
 
-        config = config or self.config
+        config = self.resolve_config(config, **overrides)
         prompts = normalize_prompts(prompts, config.max_prompts)
+        self.check_request(prompts, config)
         timer = Timer()
         # 5. text embeddings of the prompts, then the background prompts
         with timer("clip_text"):
@@ -239,11 +262,6 @@ def _select(masks: np.ndarray, scored, num_prompts: int, config: SlipConfig):
                 chosen.append(c)
                 query.append(q)
     else:
-        if config.threshold is None and not has_background and config.output == "all":
-            raise ConfigError(
-                "output='all' needs a threshold or background prompts to decide which "
-                "segments answer a prompt"
-            )
         for q in range(num_prompts):
             if config.output == "all":
                 ok = np.ones(n, dtype=bool)
