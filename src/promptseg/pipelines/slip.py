@@ -34,7 +34,12 @@ from promptseg.prompts import MAX_PROMPTS, normalize_prompts
 from promptseg.result import masks_to_boxes
 from promptseg.stages.overlap import OverlapFilterConfig, box_intersection, separate_overlaps
 from promptseg.stages.proposals import MaskGenerationConfig, generate_masks
-from promptseg.stages.scoring import SCORE_MODES, encode_candidates, score_prompts
+from promptseg.stages.scoring import (
+    SCORE_MODES,
+    check_score_mode,
+    encode_candidates,
+    score_prompts,
+)
 
 __all__ = ["SlipConfig", "SlipPipeline", "PreparedImage", "OUTPUT_MODES"]
 
@@ -146,11 +151,7 @@ class SlipPipeline(Pipeline):
         self.clip = load_clip(self.config.clip, device=device, dtype=dtype)
 
     def check_request(self, prompts: tuple[str, ...], config: SlipConfig) -> None:
-        if config.score_mode == "softmax" and len(prompts) + len(config.background_prompts) < 2:
-            raise ConfigError(
-                "softmax over prompts needs at least two prompts: add a background prompt "
-                "(e.g. background_prompts=('background',)) or use score_mode='cosine'"
-            )
+        check_score_mode(config.score_mode, len(prompts) + len(config.background_prompts))
 
     def prepare(self, image, config: SlipConfig | None = None, **overrides) -> PreparedImage:
         """Embed, propose, filter and CLIP-encode the candidates of one image.

@@ -20,6 +20,7 @@ from promptseg.errors import ConfigError, InputError
 
 __all__ = [
     "SCORE_MODES",
+    "check_score_mode",
     "encode_candidates",
     "cosine_scores",
     "prompt_probabilities",
@@ -88,6 +89,17 @@ def prompt_probabilities(cosine: np.ndarray, logit_scale: float) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def check_score_mode(mode: str, num_texts: int) -> None:
+    """Raise ConfigError unless ``mode`` can score against ``num_texts`` prompts (+ background)."""
+    if mode not in SCORE_MODES:
+        raise ConfigError(f"unknown score mode {mode!r}: use one of {', '.join(SCORE_MODES)}")
+    if mode == "softmax" and num_texts < 2:
+        raise ConfigError(
+            "softmax over prompts needs at least two prompts: add a background prompt "
+            "(e.g. background_prompts=('background',)) or use score_mode='cosine'"
+        )
+
+
 @dataclass(frozen=True)
 class PromptScores:
     """Scores of N candidates against Q prompts (and B background prompts).
@@ -123,14 +135,7 @@ def score_prompts(
             zero-shot probability over all Q + B prompts; needs Q + B >= 2).
         logit_scale: temperature for ``"softmax"``.
     """
-    if mode not in SCORE_MODES:
-        raise ConfigError(f"unknown score mode {mode!r}: use one of {', '.join(SCORE_MODES)}")
-    total = text_features.shape[0]
-    if mode == "softmax" and total < 2:
-        raise ConfigError(
-            "softmax over prompts needs at least two prompts: add a background prompt "
-            "(e.g. background_prompts=('background',)) or use score_mode='cosine'"
-        )
+    check_score_mode(mode, text_features.shape[0])
     cosine = cosine_scores(image_features, text_features)
     if mode == "softmax":
         probs = prompt_probabilities(cosine, logit_scale)
