@@ -105,3 +105,15 @@ def test_convert_sam(tiny_official_sam, tmp_path, capsys):
     assert main(["convert", "sam", str(tiny_official_sam.checkpoint), str(out)]) == 0
     assert (out / "config.json").is_file()
     assert main(["convert", "sam", str(tmp_path / "none.pth"), str(out)]) == 2
+
+
+def test_one_bad_image_among_many(models, image_file, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(image_file.read_bytes()[:60])  # truncated PNG
+    out = tmp_path / "out"
+    code = main(["segment", str(image_file), str(bad), "-p", "a red square", *models, *LOW,
+                 "--out", str(out), "--quiet"])
+    assert code == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert (out / "scene" / "coco.json").is_file()
+    assert not (out / "broken").exists()
