@@ -117,3 +117,24 @@ def test_one_bad_image_among_many(models, image_file, tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
     assert (out / "scene" / "coco.json").is_file()
     assert not (out / "broken").exists()
+
+
+def test_folder_of_images(models, image_file, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image, not listed")
+    code = main(["segment", str(tmp_path), "-p", "a red square", *models, *LOW, "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["image"] == str(image_file)
+
+
+def test_unexpected_failure_exit_1_one_line(models, image_file, monkeypatch, capsys):
+    from promptseg.pipelines.slip import SlipPipeline
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(SlipPipeline, "prepare", broken)
+    code = main(["segment", str(image_file), "-p", "x", *models, *LOW, "--json"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "out of memory" in err and "Traceback" not in err and len(err.splitlines()) == 1

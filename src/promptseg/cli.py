@@ -47,6 +47,26 @@ def _parse_formats(text: str) -> list[str]:
     return formats
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+def _expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for the image files directly inside it (sorted)."""
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+            images += found
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise InputError(f"image not found: {path}")
+    return images
+
+
 def _output_dirs(images: list[Path], out: Path) -> list[Path]:
     """One output folder per image, named by its stem; clashing stems get a numeric suffix."""
     seen: dict[str, int] = {}
@@ -77,7 +97,8 @@ def _write_outputs(seg, image, folder: Path, formats: list[str], file_name: str)
 
 @app.command()
 def segment(
-    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.",
+                                                 show_default=False)],
     prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Text prompt; repeat.")],
     method: Annotated[str, typer.Option(help="Pipeline: see `promptseg methods`.")] = "slip",
     clip: Annotated[str | None, typer.Option(help="CLIP id or folder.")] = None,
@@ -123,9 +144,7 @@ def segment(
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:
         raise InputError("nothing to do: give --out DIR to write files, or --json to print")
-    missing = [str(p) for p in images if not p.is_file()]
-    if missing:
-        raise InputError(f"image not found: {', '.join(missing)}")
+    images = _expand_images(images)
 
     pipe = load_pipeline(method, device=device, dtype=dtype, **options)
     folders = _output_dirs(images, out) if out is not None else [None] * len(images)
