@@ -86,3 +86,18 @@ def test_bad_device_and_dtype():
     with pytest.raises(ConfigError, match="device"):
         registry.resolve_device("tpu")
     assert registry.resolve_device("auto").type in ("cpu", "cuda", "mps")
+
+
+def test_sam2_video_checkpoint_loads_as_sam2(tmp_path):
+    """facebook/sam2.1-hiera-* on the hub are saved as `sam2_video` models."""
+    from fixtures_sam import build_tiny_sam2_config
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    image_config = build_tiny_sam2_config()
+    config = Sam2VideoConfig(vision_config=image_config.vision_config,
+                             prompt_encoder_config=image_config.prompt_encoder_config,
+                             mask_decoder_config=image_config.mask_decoder_config)
+    torch.manual_seed(0)
+    Sam2VideoModel(config).save_pretrained(tmp_path)
+    assert registry.detect_family(tmp_path) == ("sam", "sam2")
+    assert registry.load_sam(str(tmp_path), device="cpu").family == "sam2"

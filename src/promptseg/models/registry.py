@@ -99,6 +99,7 @@ _MODEL_TYPES = {
     "sam": ("sam", "sam"),
     "sam_hq": ("sam", "sam_hq"),
     "sam2": ("sam", "sam2"),
+    "sam2_video": ("sam", "sam2"),  # facebook/sam2.1-hiera-* ship the video model's config
 }
 
 _OPEN_CLIP_PREFIX = "open_clip:"
