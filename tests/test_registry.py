@@ -101,3 +101,41 @@ def test_sam2_video_checkpoint_loads_as_sam2(tmp_path):
     Sam2VideoModel(config).save_pretrained(tmp_path)
     assert registry.detect_family(tmp_path) == ("sam", "sam2")
     assert registry.load_sam(str(tmp_path), device="cpu").family == "sam2"
+
+
+def _fake_hub_cache(root, repo_id, source_dir):
+    """Lay ``source_dir`` out as the hub cache does: models--org--name/{refs,snapshots}."""
+    import shutil
+
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(source_dir, repo / "snapshots" / ("0" * 40))
+    return root
+
+
+def test_hub_id_loads_from_the_local_cache(tmp_path, monkeypatch, tiny_hf_clip_dir):
+    from huggingface_hub import constants
+
+    cache = _fake_hub_cache(tmp_path / "hub", "acme/tiny-clip", tiny_hf_clip_dir)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    clip = registry.load_clip("acme/tiny-clip", device="cpu")
+    assert clip.model_id == "acme/tiny-clip" and clip.family == "hf_clip"
+    assert registry.is_available_locally("acme/tiny-clip")
+
+
+def test_cached_hub_repo_without_weights_is_reported(tmp_path, monkeypatch, tiny_hf_clip_dir):
+    import shutil
+
+    from huggingface_hub import constants
+
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_hf_clip_dir, partial)
+    for f in partial.glob("*.safetensors"):
+        f.unlink()
+    cache = _fake_hub_cache(tmp_path / "hub", "acme/tiny-clip", partial)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UnknownModelError, match="acme/tiny-clip"):
+        registry.load_clip("acme/tiny-clip", device="cpu")

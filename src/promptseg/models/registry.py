@@ -189,19 +189,37 @@ def _open_clip_cached(spec: str) -> bool:
     return False
 
 
-def _resolve_hub_id(model_id: str) -> Path:
-    """Local folder for a hub id: the cache first, then a download; a clear error otherwise."""
+_HUB_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]  # configs, tokenizers, processors
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
+def _snapshot(model_id: str, local_only: bool) -> Path:
+    """The snapshot folder of a hub repo: safetensors weights, else PyTorch ``.bin`` ones."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+    folder = Path(snapshot_download(model_id, local_files_only=local_only,
+                                    allow_patterns=[*_HUB_FILES, "*.safetensors"]))
+    if not _has_weights(folder):  # older repos ship only pytorch_model.bin
+        folder = Path(snapshot_download(model_id, local_files_only=local_only,
+                                        allow_patterns=[*_HUB_FILES, "*.bin"]))
+    if not _has_weights(folder):
+        raise FileNotFoundError(f"no weights (*.safetensors, *.bin) in {folder}")
+    return folder
+
+
+def _resolve_hub_id(model_id: str) -> Path:
+    """Local folder for a hub id: the cache first, then a download; a clear error otherwise."""
     try:
-        return Path(snapshot_download(model_id, local_files_only=True, allow_patterns=patterns))
+        return _snapshot(model_id, local_only=True)
     except Exception:
         pass
     reason = "offline mode (HF_HUB_OFFLINE is set)"
     if not os.environ.get("HF_HUB_OFFLINE"):
         try:
-            return Path(snapshot_download(model_id, allow_patterns=patterns))
+            return _snapshot(model_id, local_only=False)
         except Exception as exc:  # network, auth, not found: all end in the same advice
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     raise UnknownModelError(
