@@ -482,6 +482,33 @@ class SamSegmenter:
         Raises:
             InputError: wrong shapes, batch sizes that differ, or an embedding of another model.
         """
+        low_res, iou = self.decode(
+            embedding, point_coords, point_labels, boxes, mask_inputs, multimask_output,
+            hq_token_only=hq_token_only,
+        )
+        with torch.inference_mode():
+            logits = self.upscale(low_res, embedding)
+            if self.family == "sam2":
+                low_res = low_res.clamp(-_SAM2_LOW_RES_CLAMP, _SAM2_LOW_RES_CLAMP)
+        return PredictedMasks(logits=logits, iou_scores=iou, low_res_logits=low_res)
+
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        point_coords: Any = None,
+        point_labels: Any = None,
+        boxes: Any = None,
+        mask_inputs: Any = None,
+        multimask_output: bool = True,
+        *,
+        hq_token_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder half of :meth:`predict`: low-resolution logits and predicted IoU.
+
+        Same arguments as :meth:`predict`. Returns ``(B, K, L, L)`` float32 logits (not
+        clamped, even for SAM 2) and ``(B, K)`` float32 scores. Callers that drop masks by
+        score (automatic mask generation) upscale only the kept ones with :meth:`upscale`.
+        """
         if not isinstance(embedding, ImageEmbedding):
             raise InputError(
                 f"embedding must be an ImageEmbedding from SamSegmenter.embed, got "
@@ -519,12 +546,14 @@ class SamSegmenter:
             low_res, iou = self._decode(
                 embedding, pts_t, lab_t, box_t, mask_t, batch, multimask_output, hq_token_only
             )
-            low_res = low_res.float()
-            iou = iou.float()
-            logits = self._upscale(low_res, embedding.input_size, original_size)
-            if self.family == "sam2":
-                low_res = low_res.clamp(-_SAM2_LOW_RES_CLAMP, _SAM2_LOW_RES_CLAMP)
-        return PredictedMasks(logits=logits, iou_scores=iou, low_res_logits=low_res)
+            return low_res.float(), iou.float()
+
+    def upscale(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
+        """``(B, K, L, L)`` logits of :meth:`decode` -> ``(B, K, H, W)`` at the original size."""
+        if low_res.numel() == 0:  # interpolate refuses empty batches
+            return low_res.new_zeros((*low_res.shape[:2], *embedding.original_size))
+        with torch.inference_mode():
+            return self._upscale(low_res, embedding.input_size, embedding.original_size)
 
     def _decode(
         self,

@@ -324,21 +324,23 @@ def _process_batch(
 ) -> dict[str, torch.Tensor]:
     """One batch of point prompts on one crop -> filtered masks (crop frame)."""
     n = len(points)
-    out = segmenter.predict(
+    low_res, iou = segmenter.decode(
         embedding,
         point_coords=points[:, None, :],
         point_labels=np.ones((n, 1), dtype=np.int64),
         multimask_output=True,
     )
-    k = out.logits.shape[1]
-    logits = out.logits.flatten(0, 1)
-    iou = out.iou_scores.flatten(0, 1)
-    pts = torch.from_numpy(np.repeat(points, k, axis=0)).to(logits.device)
+    k = low_res.shape[1]
+    low_res = low_res.flatten(0, 1)
+    iou = iou.flatten(0, 1)
+    pts = torch.from_numpy(np.repeat(points, k, axis=0)).to(low_res.device)
 
-    # Filter by predicted IoU (strictly above the threshold)
+    # Filter by predicted IoU (strictly above the threshold). The reference filters after
+    # upscaling; the score does not depend on it, so only the kept masks are upscaled here.
     if cfg.pred_iou_thresh > 0.0:
         keep = iou > cfg.pred_iou_thresh
-        logits, iou, pts = logits[keep], iou[keep], pts[keep]
+        low_res, iou, pts = low_res[keep], iou[keep], pts[keep]
+    logits = segmenter.upscale(low_res[None], embedding)[0]
     # Stability score (kept when at or above the threshold)
     stability = _stability_scores(logits, _MASK_THRESHOLD, cfg.stability_score_offset)
     if cfg.stability_score_thresh > 0.0:
