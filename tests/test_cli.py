@@ -138,3 +138,9 @@ def test_unexpected_failure_exit_1_one_line(models, image_file, monkeypatch, cap
     err = capsys.readouterr().err
     assert code == 1
     assert "out of memory" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_default_output_folder(models, image_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", str(image_file), "-p", "a red square", *models, *LOW, "-q"]) == 0
+    assert (tmp_path / "promptseg-out" / "scene" / "overlay.png").is_file()

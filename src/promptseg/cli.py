@@ -29,6 +29,7 @@ convert_app = typer.Typer(help="Convert official checkpoints to folders promptse
 app.add_typer(convert_app, name="convert")
 
 FORMATS = ("png", "coco", "overlay")
+DEFAULT_OUT = "promptseg-out"
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -103,7 +104,8 @@ def segment(
     method: Annotated[str, typer.Option(help="Pipeline: see `promptseg methods`.")] = "slip",
     clip: Annotated[str | None, typer.Option(help="CLIP id or folder.")] = None,
     sam: Annotated[str | None, typer.Option(help="SAM-family id, folder or .pth.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default: promptseg-out, or none with --json).")] = None,
     format: Annotated[str, typer.Option("--format", help="png,coco,overlay")] = "png,coco,overlay",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, fp16, bf16.")] = "fp32",
@@ -143,7 +145,7 @@ def segment(
     }
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:
-        raise InputError("nothing to do: give --out DIR to write files, or --json to print")
+        out = Path(DEFAULT_OUT)
     images = _expand_images(images)
 
     pipe = load_pipeline(method, device=device, dtype=dtype, **options)

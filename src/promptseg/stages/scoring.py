@@ -58,8 +58,14 @@ def encode_candidates(
 
     if masks.shape[0] == 0:
         return torch.zeros((0, clip.embed_dim), dtype=torch.float32)
-    crops = render_candidates(image, masks, visual_prompt, margin=margin)
-    return clip.encode_images(crops, batch_size=batch_size)
+    # render one batch at a time: without a crop each rendering is a full-size image copy
+    # (200 candidates on a 4K image would hold 5 GB at once)
+    features = []
+    for start in range(0, masks.shape[0], batch_size):
+        crops = render_candidates(image, masks[start : start + batch_size], visual_prompt,
+                                  margin=margin)
+        features.append(clip.encode_images(crops, batch_size=batch_size))
+    return torch.cat(features)
 
 
 def cosine_scores(image_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
