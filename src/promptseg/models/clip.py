@@ -25,6 +25,7 @@ embeddings are ``float32`` rows of unit L2 norm on the model's device, computed 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -410,13 +411,15 @@ class _OpenClipBackend:
         # QuickGELU comes with the tag (open_clip#771): "ViT-B-16/openai" needs it.
         quick_gelu = bool(pretrained_cfg.get("quick_gelu")) and not model_cfg.get("quick_gelu")
         try:
-            model, _, transform = open_clip.create_model_and_transforms(
-                arch, pretrained=tag, force_quick_gelu=quick_gelu
-            )
+            with _root_errors_silenced():  # open_clip logs the failure on the root logger too
+                model, _, transform = open_clip.create_model_and_transforms(
+                    arch, pretrained=tag, force_quick_gelu=quick_gelu
+                )
             tokenizer = open_clip.get_tokenizer(arch)
         except Exception as exc:  # offline, hub error, partial cache
+            reason = str(exc).split(". ")[0]
             raise UnknownModelError(
-                f"OpenCLIP weights for {model_id!r} could not be loaded or downloaded ({exc}). "
+                f"OpenCLIP weights for {model_id!r} could not be loaded or downloaded ({reason}). "
                 "Run once with network access so they land in the Hugging Face cache "
                 "(HF_HOME), or provide them as a local folder holding open_clip_config.json + "
                 "open_clip_model.safetensors and load that folder (or "
@@ -521,6 +524,24 @@ def _split_arch_tag(rest: str, source: str) -> tuple[str, str]:
             f"{', '.join(f'open_clip:{arch}/{t}' for t in tags) or 'none'}"
         )
     return arch, tag
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _root_errors_silenced():
+    """Drop records logged straight to the root logger (open_clip's ``logging.error``) while
+    the caller turns the failure into one clear exception of its own."""
+    root = logging.getLogger()
+    dropper = _DropRecords()
+    root.addFilter(dropper)
+    try:
+        yield
+    finally:
+        root.removeFilter(dropper)
 
 
 def _check_texts(texts: Any) -> list[str]:

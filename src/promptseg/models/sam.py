@@ -271,7 +271,16 @@ class SamSegmenter:
         family, class_name = _MODEL_TYPES[model_type]
         model_cls = getattr(transformers, class_name)
         try:
-            model = model_cls.from_pretrained(folder, dtype=dtype)
+            kwargs: dict[str, Any] = {}
+            if model_type == "sam2_video":
+                # the hub's SAM 2.1 folders hold the video model; its image parts are Sam2Model
+                video = transformers.Sam2VideoConfig.from_pretrained(folder)
+                kwargs["config"] = transformers.Sam2Config(
+                    vision_config=video.vision_config,
+                    prompt_encoder_config=video.prompt_encoder_config,
+                    mask_decoder_config=video.mask_decoder_config,
+                )
+            model = model_cls.from_pretrained(folder, dtype=dtype, **kwargs)
         except (ImportError, MemoryError):
             raise
         except Exception as exc:  # safetensors, torch and transformers raise many types
