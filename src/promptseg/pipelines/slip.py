@@ -32,7 +32,7 @@ from promptseg.image import DEFAULT_MAX_PIXELS
 from promptseg.pipelines.base import Pipeline, Timer, config_to_dict
 from promptseg.prompts import MAX_PROMPTS, normalize_prompts
 from promptseg.result import masks_to_boxes
-from promptseg.stages.overlap import OverlapFilterConfig, box_intersection, separate_overlaps
+from promptseg.stages.overlap import OverlapFilterConfig, separate_overlaps, shared_pixels
 from promptseg.stages.proposals import MaskGenerationConfig, generate_masks
 from promptseg.stages.scoring import (
     SCORE_MODES,
@@ -292,11 +292,7 @@ def _drop_nested(masks, candidates, scores, containment: float) -> list[int]:
     for a in range(len(order)):
         nested = False
         for b in kept:
-            window = box_intersection(boxes[a], boxes[b])
-            if window is None:
-                continue
-            x0, y0, x1, y1 = window
-            inter = int((masks[order[a], y0:y1, x0:x1] & masks[order[b], y0:y1, x0:x1]).sum())
+            inter = shared_pixels(masks[order[a]], masks[order[b]], boxes[a], boxes[b])
             if inter and inter / max(1, min(areas[a], areas[b])) >= containment:
                 nested = True
                 break

@@ -32,7 +32,8 @@ import numpy as np
 from promptseg.errors import ConfigError, InputError
 from promptseg.result import masks_to_boxes
 
-__all__ = ["OverlapFilterConfig", "FilteredMasks", "separate_overlaps", "box_intersection"]
+__all__ = ["OverlapFilterConfig", "FilteredMasks", "separate_overlaps", "box_intersection",
+           "shared_pixels"]
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,7 @@ def separate_overlaps(
         for k in kept:
             # the relation is decided on the proposals as SAM made them, not on what is left
             # of them, so a remnant of a partial overlap is never mistaken for a nested part
-            window = box_intersection(orig_boxes[i], orig_boxes[k])
-            if window is None:
-                continue
-            x0, y0, x1, y1 = window
-            inter = int((original[i, y0:y1, x0:x1] & original[k, y0:y1, x0:x1]).sum())
+            inter = shared_pixels(original[i], original[k], orig_boxes[i], orig_boxes[k])
             if inter == 0:
                 continue
             if inter / (orig_areas[i] + orig_areas[k] - inter) >= config.duplicate_iou:
@@ -150,6 +147,15 @@ def separate_overlaps(
 
     index = np.asarray(kept, dtype=np.int64)
     return FilteredMasks(masks=work[index], index=index, changed=changed[index])
+
+
+def shared_pixels(a: np.ndarray, b: np.ndarray, box_a: np.ndarray, box_b: np.ndarray) -> int:
+    """Pixels in both ``(H, W) bool`` masks, counted only inside their boxes' overlap."""
+    window = box_intersection(box_a, box_b)
+    if window is None:
+        return 0
+    x0, y0, x1, y1 = window
+    return int((a[y0:y1, x0:x1] & b[y0:y1, x0:x1]).sum())
 
 
 def box_intersection(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int] | None:
