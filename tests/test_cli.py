@@ -144,3 +144,14 @@ def test_default_output_folder(models, image_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["segment", str(image_file), "-p", "a red square", *models, *LOW, "-q"]) == 0
     assert (tmp_path / "promptseg-out" / "scene" / "overlay.png").is_file()
+
+
+def test_version_and_module_entry(capsys):
+    import subprocess
+    import sys
+
+    assert main(["--version"]) == 0
+    assert "promptseg 0.1.0" in capsys.readouterr().out
+    run = subprocess.run([sys.executable, "-m", "promptseg", "methods"], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0 and "slip" in run.stdout.split()

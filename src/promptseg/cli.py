@@ -28,6 +28,22 @@ convert_app = typer.Typer(help="Convert official checkpoints to folders promptse
                           no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from promptseg import __version__
+
+        typer.echo(f"promptseg {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Segment what a sentence names: image + text prompts in, masks, scores and boxes out."""
+
 FORMATS = ("png", "coco", "overlay")
 DEFAULT_OUT = "promptseg-out"
 
