@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from _report import table  # noqa: E402
 
 
 def make_image(size: int, seed: int = 0) -> np.ndarray:
@@ -85,15 +86,6 @@ def timed(fn, repeats: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
-
-
-def table(title: str, header: tuple[str, ...], rows: list[tuple]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)) + " |"
-            for r in rows]
-    return "\n".join([f"\n{title}", line, sep, *body])
 
 
 def main() -> None:

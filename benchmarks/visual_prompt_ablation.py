@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
+from _report import table  # noqa: E402
 
 COLOURS = {
     "red": (220, 30, 30), "green": (30, 170, 40), "blue": (40, 60, 220),
@@ -177,11 +178,10 @@ def main() -> None:
                 feats = encode_candidates(clip, img, candidates, spec)
                 scored = score_prompts(feats, text[labels], len(labels))
                 hits[spec] += int((scored.scores.argmax(0) == np.arange(len(labels))).sum())
-        print(f"\nselection accuracy, {total} prompts in {args.scenes} scenes (oracle segments "
-              "+ the ground as candidates; same model, same scenes)")
-        print("| visual prompt | accuracy |\n|---|---|")
-        for spec in SPECS:
-            print(f"| {spec} | {hits[spec] / total:.3f} |")
+        print(table(f"selection accuracy, {total} prompts in {args.scenes} scenes (oracle "
+                    "segments + the ground as candidates; same model, same scenes)",
+                    ("visual prompt", "accuracy"),
+                    [(spec, f"{hits[spec] / total:.3f}") for spec in SPECS]))
 
 
 if __name__ == "__main__":

@@ -191,12 +191,12 @@ class SamSegmenter:
         dtype: torch dtype of the weights (float32, float16 or bfloat16); outputs are float32.
         model: the underlying transformers model (eval mode, no gradients).
 
-    Example:
-        >>> seg = SamSegmenter.from_pretrained("path/to/sam-vit-base")  # doctest: +SKIP
-        >>> emb = seg.embed(image)                                       # doctest: +SKIP
-        >>> out = seg.predict(emb, point_coords=[[[120, 80]]], point_labels=[[1]])  # doctest: +SKIP
-        >>> out.masks.shape                                              # doctest: +SKIP
-        torch.Size([1, 3, H, W])
+    Example (needs a model folder, so it is not run as a doctest)::
+
+        seg = SamSegmenter.from_pretrained("path/to/sam-vit-base")
+        emb = seg.embed(image)  # once per image
+        out = seg.predict(emb, point_coords=[[[120, 80]]], point_labels=[[1]])
+        out.masks.shape  # torch.Size([1, 3, H, W])
     """
 
     def __init__(
