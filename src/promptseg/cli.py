@@ -27,6 +27,13 @@ app = typer.Typer(
 convert_app = typer.Typer(help="Convert official checkpoints to folders promptseg loads.",
                           no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
+train_app = typer.Typer(
+    help="Train or fine-tune models on your data (CLIP contrastive, SAM masks, autoencoder).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+data_app = typer.Typer(help="Generate datasets (ShapeWorld).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def _version(value: bool) -> None:
@@ -246,6 +253,52 @@ def convert_sam(
         raise InputError(f"checkpoint not found: {checkpoint}")
     path = convert_sam_checkpoint(checkpoint, out_dir)
     typer.echo(f"wrote {path}")
+
+
+def _print_summary(summary: dict) -> None:
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _run_train_clip(config) -> None:
+    from promptseg.train.clip import train_clip
+
+    _print_summary(train_clip(config))
+
+
+def _register_train_commands() -> None:
+    from promptseg._cli_options import command_from_config
+    from promptseg.train.config import ClipTrainConfig
+
+    train_app.command(
+        "clip",
+        help="Contrastive fine-tuning of a CLIP (transformers or OpenCLIP) on image-caption "
+        "pairs (CSV, JSONL or COCO captions); --from-config starts from random weights. The "
+        "--out folder loads like any model: --clip OUT.",
+    )(command_from_config(ClipTrainConfig, _run_train_clip, arguments=("data",)))
+
+
+_register_train_commands()
+
+
+@data_app.command("shapeworld")
+def data_shapeworld(
+    out: Annotated[Path, typer.Option(help="Folder to write (splits can share one).")],
+    n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same scenes.")] = 0,
+    split: Annotated[str, typer.Option(help="train, val or test (held-out colour-shape "
+                                            "combinations appear only in test).")] = "train",
+    domain: Annotated[str, typer.Option(help="base, or novel (invented shape names).")] = "base",
+    size: Annotated[int, typer.Option(help="Scene side in pixels.")] = 256,
+    crops: Annotated[bool, typer.Option(help="Also write object crops with captions.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write ShapeWorld scenes: images, COCO instances (RLE), phrases and a caption CSV."""
+    from promptseg.data.shapeworld import ShapeWorldConfig, write_dataset
+
+    paths = write_dataset(out, n=n, seed=seed, split=split, domain=domain,
+                          config=ShapeWorldConfig(size=size), crops=crops, progress=not quiet)
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -425,6 +425,8 @@ class _OpenClipBackend:
                 "open_clip_model.safetensors and load that folder (or "
                 "'open_clip:/path/to/folder')"
             ) from exc
+        if quick_gelu:
+            model_cfg = {**model_cfg, "quick_gelu": True}
         return cls._build(model, transform, tokenizer, model_cfg)
 
     @classmethod
@@ -433,6 +435,7 @@ class _OpenClipBackend:
         self.model = model
         self.transform = transform
         self.tokenizer = tokenizer
+        self.model_cfg = dict(model_cfg)  # what open_clip built it from (saved by train clip)
         preprocess_cfg = getattr(model.visual, "preprocess_cfg", {})
         size = preprocess_cfg.get("size", getattr(model.visual, "image_size", None))
         sizes = (size, size) if isinstance(size, int) else tuple(size)

@@ -1,0 +1,1 @@
+"""Training commands: CLIP contrastive fine-tuning, SAM fine-tuning, autoencoder pretraining."""
