@@ -265,16 +265,41 @@ def _run_train_clip(config) -> None:
     _print_summary(train_clip(config))
 
 
+def _run_train_sam(config) -> None:
+    from promptseg.train.sam import train_sam
+
+    _print_summary(train_sam(config))
+
+
+def _run_train_autoencoder(config) -> None:
+    from promptseg.train.autoencoder import train_autoencoder
+
+    _print_summary(train_autoencoder(config))
+
+
 def _register_train_commands() -> None:
     from promptseg._cli_options import command_from_config
-    from promptseg.train.config import ClipTrainConfig
+    from promptseg.train.config import AutoencoderTrainConfig, ClipTrainConfig, SamTrainConfig
 
     train_app.command(
         "clip",
         help="Contrastive fine-tuning of a CLIP (transformers or OpenCLIP) on image-caption "
-        "pairs (CSV, JSONL or COCO captions); --from-config starts from random weights. The "
+        "pairs (CSV, JSONL or COCO captions); --from-config starts from random weights, "
+        "--image-backbone + --text-encoder builds one from parts (timm + transformers). The "
         "--out folder loads like any model: --clip OUT.",
     )(command_from_config(ClipTrainConfig, _run_train_clip, arguments=("data",)))
+    train_app.command(
+        "sam",
+        help="Fine-tune a SAM-family model on COCO instance masks from box and point prompts "
+        "(BCE + dice); the image encoder is frozen unless --train-image-encoder or "
+        "--from-config. The --out folder loads like any model: --sam OUT.",
+    )(command_from_config(SamTrainConfig, _run_train_sam, arguments=("data",)))
+    train_app.command(
+        "autoencoder",
+        help="Pretrain a CLIP image backbone (any timm architecture) as an autoencoder on "
+        "domain images (a folder, caption file or COCO JSON; MSE, Adam 1e-3, as [LVLM]). Start "
+        "a CLIP from it: train clip --image-backbone B --text-encoder T --image-init OUT.",
+    )(command_from_config(AutoencoderTrainConfig, _run_train_autoencoder, arguments=("data",)))
 
 
 _register_train_commands()
@@ -299,6 +324,50 @@ def data_shapeworld(
                           config=ShapeWorldConfig(size=size), crops=crops, progress=not quiet)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for scene.png, overlay.png, demo.json.")] = Path(
+        "promptseg-demo"),
+    seed: Annotated[int, typer.Option(help="Picks the ShapeWorld test scene.")] = 0,
+    method: Annotated[str, typer.Option(help="Pipeline: see `promptseg methods`.")] = "slip",
+    clip: Annotated[str, typer.Option(help="CLIP id or folder.")] = "shapeworld/clip",
+    sam: Annotated[str, typer.Option(help="SAM-family id or folder.")] = "shapeworld/sam",
+    prompt: Annotated[list[str] | None, typer.Option(
+        "--prompt", "-p", help="Your own prompt instead of the scene's (not scored); repeat.")
+    ] = None,
+    domain: Annotated[str, typer.Option(help="base, or novel (invented shape names).")] = "base",
+    threshold: Annotated[float | None, typer.Option(
+        help="Minimum score of a mask (default: the pipeline's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Segment a generated ShapeWorld scene with the zoo models, offline, and print each
+    prompt's IoU against the exact truth."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from promptseg.demo import run_demo
+
+    options = {"threshold": threshold} if threshold is not None else {}
+    result = run_demo(out, seed=seed, method=method, clip=clip, sam=sam, prompts=prompt,
+                      domain=domain, device=device, **options)
+    if json_out:
+        typer.echo(json.dumps({"rows": result.rows, "mean_iou": result.mean_iou,
+                               "files": {k: str(v) for k, v in result.files.items()}}, indent=2))
+        return
+    table = Table(title=f"promptseg demo: ShapeWorld test scene, seed {seed}, {method}")
+    for col in ("prompt", "kind", "masks", "score", "IoU"):
+        table.add_column(col)
+    for r in result.rows:
+        score = "-" if r["score"] is None else f"{r['score']:.3f}"
+        value = "-" if r["iou"] is None else f"{r['iou']:.3f}"
+        table.add_row(r["prompt"], r["kind"], str(r["masks"]), score, value)
+    console = Console()
+    console.print(table)
+    console.print(f"mean IoU {result.mean_iou:.3f}; overlay: {result.files['overlay']}; "
+                  f"{result.seconds['segment']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

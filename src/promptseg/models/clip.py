@@ -46,6 +46,7 @@ from promptseg.errors import (
     require,
 )
 from promptseg.models._device import resolve_device, resolve_dtype  # noqa: E402
+from promptseg.models._open_clip_compat import hf_text_towers
 
 __all__ = ["OPEN_CLIP_PREFIX", "ClipScorer"]
 
@@ -370,6 +371,7 @@ class _HFClipBackend:
 
 class _OpenClipBackend:
     family = "open_clip"
+    text_encoder_subdir: str | None = None  # see _local_text_cfg
 
     @classmethod
     def from_folder(cls, folder: Path) -> _OpenClipBackend:
@@ -396,12 +398,26 @@ class _OpenClipBackend:
                 'folders store {"model_cfg": {...}, "preprocess_cfg": {...}}'
             )
         name = f"{_LOCAL_DIR_PREFIX}{folder.resolve()}"
+        text_cfg, subdir = _local_text_cfg(model_cfg, folder)
         try:
-            model, _, transform = open_clip.create_model_and_transforms(name)
-            tokenizer = open_clip.get_tokenizer(name)
+            with hf_text_towers():  # DistilBERT text towers (see _open_clip_compat)
+                if subdir is None:
+                    model, _, transform = open_clip.create_model_and_transforms(name)
+                    tokenizer = open_clip.get_tokenizer(name)
+                else:  # a text encoder inside the folder (train clip's models from parts)
+                    model, _, transform = open_clip.create_model_and_transforms(
+                        name, text_cfg=text_cfg)
+                    tokenizer = open_clip.tokenizer.HFTokenizer(
+                        text_cfg["hf_tokenizer_name"],
+                        context_length=text_cfg.get("context_length", 77),
+                        tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                        **(text_cfg.get("tokenizer_kwargs") or {}),
+                    )
         except Exception as exc:  # config/weights mismatch, corrupt file, ...
             raise WeightsError(f"could not load OpenCLIP model from {folder}: {exc}") from exc
-        return cls._build(model, transform, tokenizer, model_cfg)
+        self = cls._build(model, transform, tokenizer, model_cfg)
+        self.text_encoder_subdir = subdir  # save_clip writes it again beside the weights
+        return self
 
     @classmethod
     def from_tag(cls, arch: str, tag: str, model_id: str) -> _OpenClipBackend:
@@ -490,6 +506,28 @@ def _folder_family(folder: Path) -> str:
         f"{folder} is not a CLIP model folder: it has neither config.json (transformers, "
         "model_type 'clip') nor open_clip_config.json (OpenCLIP)"
     )
+
+
+def _local_text_cfg(model_cfg: dict, folder: Path) -> tuple[dict, str | None]:
+    """Resolve a Hugging Face text encoder stored inside an OpenCLIP folder.
+
+    ``text_cfg.hf_model_name`` (and ``hf_tokenizer_name``) may name a subfolder, such as
+    ``"text_encoder"``, holding the text model's ``config.json`` and tokenizer; the folder then
+    moves as one. Returns the text configuration with that subfolder made absolute and
+    ``hf_model_pretrained`` off (the weights come with the CLIP), and the subfolder's name;
+    ``(text_cfg, None)`` when the text encoder is not a subfolder.
+    """
+    text_cfg = dict(model_cfg.get("text_cfg") or {})
+    name = text_cfg.get("hf_model_name")
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        return text_cfg, None
+    if not (folder / name / "config.json").is_file():
+        return text_cfg, None
+    text_cfg["hf_model_name"] = str((folder / name).resolve())
+    text_cfg["hf_tokenizer_name"] = str((folder / text_cfg.get("hf_tokenizer_name", name))
+                                        .resolve())
+    text_cfg["hf_model_pretrained"] = False
+    return text_cfg, name
 
 
 def _existing_folder(folder: Path, source: str) -> Path:

@@ -89,6 +89,8 @@ KNOWN_MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("facebook/sam2.1-hiera-base-plus", "sam", "sam2", 81, "SAM 2, Ravi et al. 2024"),
     ModelInfo("facebook/sam2.1-hiera-large", "sam", "sam2", 224, "SAM 2, Ravi et al. 2024"),
     ModelInfo("flaviagiammarino/medsam-vit-base", "sam", "sam", 94, "MedSAM, Ma et al. 2024"),
+    ModelInfo("shapeworld/clip", "clip", "hf_clip", 3.0, "promptseg zoo, trained on ShapeWorld"),
+    ModelInfo("shapeworld/sam", "sam", "sam", 4.0, "promptseg zoo, trained on ShapeWorld"),
 )
 
 _KNOWN_BY_ID = {info.id: info for info in KNOWN_MODELS}
@@ -149,6 +151,11 @@ def _hub_cache_dir() -> str:
 
 def is_available_locally(model_id: str) -> bool:
     """True when ``model_id`` loads without a network: a folder, or in the hub cache."""
+    from promptseg.zoo import zoo_folder
+
+    zoo = zoo_folder(model_id)
+    if zoo is not None:
+        return _has_weights(zoo)
     if Path(model_id).expanduser().exists():
         return True
     if model_id.startswith(_OPEN_CLIP_PREFIX):
@@ -249,6 +256,17 @@ def _locate(model_id: str | Path) -> tuple[str | Path, str, str]:
     text = str(model_id).strip()
     if not text:
         raise UnknownModelError("empty model id: pass a hub id, an open_clip: spec or a folder")
+    from promptseg.zoo import zoo_folder
+
+    zoo = zoo_folder(text)
+    if zoo is not None:  # promptseg's own models, shipped in the package
+        if not _has_weights(zoo):
+            raise UnknownModelError(
+                f"zoo model {text!r} has no weights in {zoo}; rebuild the zoo with "
+                "`python scripts/build_shapeworld_zoo.py` from a promptseg checkout"
+            )
+        family, arch = detect_family(zoo)
+        return zoo, family, arch
     if text.startswith(_OPEN_CLIP_PREFIX):
         spec = text[len(_OPEN_CLIP_PREFIX) :]
         local = Path(spec).expanduser()

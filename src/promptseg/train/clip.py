@@ -11,7 +11,9 @@ What the two CLIP-based papers behind promptseg do before they segment:
   Adam, 1e-3, batch 128, 10 epochs (Table I).
 
 Any CLIP the registry loads (transformers ``CLIPModel`` or OpenCLIP) trains here, or one
-built with random weights from a configuration (``from_config``). The run folder is a model
+built with random weights from a configuration (``from_config``), or one built from parts: a
+timm image backbone + a Hugging Face text encoder (``image_backbone`` + ``text_encoder``,
+:mod:`promptseg.train.clip_parts`). The run folder is a model
 folder in the format it was loaded from, so ``promptseg.models.load_clip(out)`` (and
 ``--clip OUT`` on the command line) use it like any other model; see
 :mod:`promptseg.train.loop` for the run files and resume.
@@ -210,15 +212,29 @@ def _load_model(config: ClipTrainConfig, workdir: Path, device: torch.device):
     from promptseg.models.clip import ClipScorer
     from promptseg.models.registry import _locate
 
-    if (config.model is None) == (config.from_config is None):
-        raise ConfigError("give exactly one of --model (an id or folder) and --from-config")
+    parts = config.image_backbone is not None or config.text_encoder is not None
+    given = (config.model is not None) + (config.from_config is not None) + parts
+    if given != 1 or (parts and (config.image_backbone is None or config.text_encoder is None)):
+        raise ConfigError(
+            "give exactly one of --model (an id or folder), --from-config, or the pair "
+            "--image-backbone and --text-encoder (a CLIP built from parts)"
+        )
     if config.model is not None:
         source, family, arch = _locate(config.model)
         if family != "clip":
             raise ConfigError(f"--model {config.model} holds a {arch} model, not a CLIP")
         return ClipScorer.from_pretrained(source, device=device)
-    folder = build_from_config(config.from_config, workdir / "init", config.tokenizer,
-                               seed=config.seed)
+    if parts:
+        from promptseg.train.clip_parts import build_clip_from_parts
+
+        folder = build_clip_from_parts(
+            workdir / "init", config.image_backbone, config.text_encoder,
+            embed_dim=config.embed_dim, image_init=config.image_init,
+            image_size=config.image_size, seed=config.seed,
+        )
+    else:
+        folder = build_from_config(config.from_config, workdir / "init", config.tokenizer,
+                                   seed=config.seed)
     return ClipScorer.from_pretrained(str(folder), device=device)
 
 
@@ -347,6 +363,16 @@ _OPEN_CLIP_PROJECTION = (
 )
 
 
+def freeze_frozen_batchnorm(model: torch.nn.Module) -> None:
+    """Keep batch-norm layers whose parameters are all frozen in eval mode, so their running
+    statistics stay as loaded (call after ``model.train()``): a frozen tower stays frozen."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 def _part_of(name: str, family: str) -> str:
     """``projection``, ``image`` or ``text`` for a parameter name of either library."""
     if family == "hf_clip":
@@ -376,6 +402,9 @@ def save_clip(scorer, out: Path) -> None:
     (out / "open_clip_config.json").write_text(json.dumps(
         {"model_cfg": backend.model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2, default=str))
     save_model(model, str(out / "open_clip_model.safetensors"))
+    from promptseg.train.clip_parts import save_text_encoder
+
+    save_text_encoder(backend, out)  # a text encoder kept inside the folder goes along
 
 
 # ---------------------------------------------------------------------- loss
@@ -556,6 +585,7 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
+            freeze_frozen_batchnorm(model)
             batches = _batches(len(train_pairs), config.batch_size, rng)
             task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches), loss="-")
             losses = []

@@ -135,9 +135,16 @@ class LrSchedule:
         return {"name": self.name, "inner": inner.state_dict() if inner is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a saved schedule. A cosine schedule then sets the rate of the loaded step
+        under the current total (which changes when a run is resumed with more epochs)."""
         inner = self.plateau or self.lambda_lr
         if inner is not None and state.get("inner") is not None:
             inner.load_state_dict(state["inner"])
+        if self.lambda_lr is not None:
+            lam = self.lambda_lr
+            for group, base, fn in zip(self.optimizer.param_groups, lam.base_lrs,
+                                       lam.lr_lambdas, strict=True):
+                group["lr"] = base * fn(lam.last_epoch)
 
 
 @contextmanager

@@ -1,0 +1,118 @@
+"""Segmentation quality of a pipeline on ShapeWorld with the zoo models, in three tables.
+
+1. Every prompt of ``--n`` test scenes: mIoU overall, per prompt kind (single, multi,
+   attribute, referring, thin), for seen against held-out colour-shape combinations, and the
+   rate of correctly empty answers to negative prompts (``promptseg.eval.shapeworld``).
+2. [SLIP]'s own protocol: 2x2 mosaics of four single-object scenes, a prompt naming one of
+   them; accuracy = the chosen segment lies on the right tile.
+3. With ``--novel``: the SLIP paper's claim in kind (Pokemon, 15.25% -> 69.75%): mosaic
+   accuracy on the novel domain (invented shape names) with the zoo CLIP before and after
+   ``train clip`` fine-tunes it on novel-domain captions.
+
+Run: ``python benchmarks/quality_shapeworld.py --pipeline slip --n 50 --seed 0 [--novel]``;
+``--set threshold=0.3`` changes a pipeline setting (repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _report import table  # noqa: E402
+
+from promptseg.eval.shapeworld import (  # noqa: E402
+    evaluate_on_shapeworld,
+    finetune_on_novel_domain,
+    mosaic_accuracy,
+)
+from promptseg.pipelines import load_pipeline  # noqa: E402
+
+
+def parse_sets(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            raise SystemExit(f"--set wants key=value, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def fmt(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", default="slip")
+    parser.add_argument("--n", type=int, default=50, help="test scenes")
+    parser.add_argument("--mosaics", type=int, default=None, help="mosaics (default: --n)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip", default="shapeworld/clip")
+    parser.add_argument("--sam", default="shapeworld/sam")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", dest="sets", action="append", default=[],
+                        help="pipeline setting key=value (repeat)")
+    parser.add_argument("--novel", action="store_true",
+                        help="also fine-tune the CLIP on the novel domain and compare")
+    parser.add_argument("--novel-scenes", type=int, default=600)
+    parser.add_argument("--novel-epochs", type=int, default=6)
+    parser.add_argument("--json", dest="json_out", default=None, help="write the figures here")
+    args = parser.parse_args()
+    options = parse_sets(args.sets)
+    mosaics = args.mosaics or args.n
+
+    pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
+                         **options)
+    report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, progress=True)
+    rows = [(what, fmt(value), count) for what, value, count in report.rows()]
+    settings = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+    print(table(f"{args.pipeline} on {args.n} ShapeWorld test scenes (seed {args.seed}; "
+                f"{args.clip} + {args.sam}; {settings}; {report.seconds:.0f} s)",
+                ("what", "value", "prompts"), rows))
+    accuracy, trials = mosaic_accuracy(pipe, n=mosaics, seed=args.seed, progress=True)
+    print(table(f"SLIP protocol: 2x2 mosaics of single-object scenes ({mosaics} mosaics)",
+                ("domain", "CLIP", "accuracy", "trials"),
+                [("base", args.clip, fmt(accuracy), trials)]))
+    figures = {"pipeline": args.pipeline, "options": options, "scenes": report.to_dict(),
+               "mosaic": {"base": {"accuracy": accuracy, "trials": trials}}}
+
+    if args.novel:
+        before, n_before = mosaic_accuracy(
+            load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
+                          **options),
+            n=mosaics, seed=args.seed, domain="novel", progress=True)
+        with tempfile.TemporaryDirectory(prefix="promptseg-novel-") as tmp:
+            t0 = time.perf_counter()
+            tuned = finetune_on_novel_domain(tmp, clip=args.clip, scenes=args.novel_scenes,
+                                             epochs=args.novel_epochs, seed=args.seed)
+            seconds = time.perf_counter() - t0
+            after, n_after = mosaic_accuracy(
+                load_pipeline(args.pipeline, clip=str(tuned), sam=args.sam, device=args.device,
+                              **options),
+                n=mosaics, seed=args.seed, domain="novel", progress=True)
+        print(table(
+            f"Novel domain (invented names), mosaic accuracy; fine-tuning: {args.novel_scenes} "
+            f"scenes, {args.novel_epochs} epochs, {seconds:.0f} s",
+            ("CLIP", "accuracy", "trials"),
+            [(f"{args.clip} (before)", fmt(before), n_before),
+             (f"{args.clip} fine-tuned on novel (train clip)", fmt(after), n_after)]))
+        figures["mosaic"]["novel_before"] = {"accuracy": before, "trials": n_before}
+        figures["mosaic"]["novel_after"] = {"accuracy": after, "trials": n_after,
+                                            "seconds": seconds}
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(figures, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`promptseg.eval.shapeworld`: the quality protocols, checked with stand-in pipelines whose
+right answers are known (an oracle, a constant answer)."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from promptseg.data.shapeworld import ShapeWorldConfig, generate_scene, mosaic
+from promptseg.errors import InputError
+from promptseg.eval.shapeworld import (
+    _tile_of_mask,
+    evaluate_on_shapeworld,
+    mosaic_accuracy,
+)
+from promptseg.result import Segmentation
+
+
+def _key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+class OraclePipeline:
+    """Answers each prompt with its exact truth (scenes looked up by their pixels)."""
+
+    def __init__(self, scenes):
+        self.scenes = {_key(s.image): s for s in scenes}
+
+    def prepare(self, image):
+        return image
+
+    def segment(self, image, prompts):
+        scene = self.scenes[_key(image)]
+        by_text = {p.text: p for p in scene.prompts}
+        masks, query = [], []
+        for q, text in enumerate(prompts):
+            truth = scene.target_mask(by_text[text])
+            if truth.any():
+                masks.append(truth)
+                query.append(q)
+        if not masks:
+            return Segmentation.empty(prompts, image.shape[:2])
+        return Segmentation.from_masks(np.stack(masks), np.ones(len(masks)), query, prompts)
+
+
+class WholeImagePipeline:
+    """Answers every prompt with the whole image."""
+
+    def prepare(self, image):
+        return image
+
+    def segment(self, image, prompts):
+        full = np.ones((len(prompts), *image.shape[:2]), bool)
+        return Segmentation.from_masks(full, np.ones(len(prompts)), range(len(prompts)), prompts)
+
+
+def test_oracle_scores_perfectly():
+    scenes = [generate_scene(i, 3, "test") for i in range(6)]
+    report = evaluate_on_shapeworld(OraclePipeline(scenes), n=6, seed=3)
+    assert report.miou() == 1.0
+    assert report.negative_empty_rate() == 1.0
+    assert report.count() + report.count("negative") == sum(len(s.prompts) for s in scenes)
+    rows = {what: (value, n) for what, value, n in report.rows()}
+    assert rows["mIoU, single"][0] == 1.0
+    held_out = sum(1 for s in scenes for p in s.prompts if not p.seen and p.kind != "negative")
+    assert rows["mIoU, held-out combinations"][1] == held_out
+
+
+def test_whole_image_answer_scores_truth_area():
+    scenes = [generate_scene(i, 5, "test") for i in range(4)]
+    report = evaluate_on_shapeworld(WholeImagePipeline(), n=4, seed=5)
+    expected = [s.target_mask(p).mean() for s in scenes for p in s.prompts
+                if p.kind != "negative"]
+    assert report.miou() == pytest.approx(float(np.mean(expected)))
+    assert report.negative_empty_rate() == 0.0
+
+
+def test_kinds_filter_and_bad_input():
+    report = evaluate_on_shapeworld(WholeImagePipeline(), n=3, seed=1, kinds=["negative"])
+    assert {o.kind for o in report.outcomes} == {"negative"}
+    assert np.isnan(report.miou())
+    with pytest.raises(InputError, match="kinds"):
+        evaluate_on_shapeworld(WholeImagePipeline(), n=1, kinds=["nonsense"])
+    with pytest.raises(InputError, match="positive"):
+        evaluate_on_shapeworld(WholeImagePipeline(), n=0)
+
+
+def test_mosaic_protocol_oracle_and_constant_tile():
+    single = ShapeWorldConfig(size=64, min_objects=1, max_objects=1, thin_probability=0.0)
+    mosaics = [mosaic([generate_scene(4 * k + t, 2, "test", "base", single) for t in range(4)])
+               for k in range(5)]
+    accuracy, trials = mosaic_accuracy(OraclePipeline(mosaics), n=5, seed=2, size=64)
+    assert accuracy == 1.0
+    assert trials == sum(p.kind == "single" for m in mosaics for p in m.prompts)
+
+    class TopLeft(WholeImagePipeline):
+        def segment(self, image, prompts):
+            seg = super().segment(image, prompts)
+            masks = np.zeros_like(seg.masks)
+            masks[:, :64, :64] = True
+            return Segmentation.from_masks(masks, seg.scores, seg.query_index, prompts)
+
+    accuracy, _ = mosaic_accuracy(TopLeft(), n=5, seed=2, size=64)
+    on_tile0 = [m.tile_of(p.targets[0]) == 0 for m in mosaics for p in m.prompts
+                if p.kind == "single"]
+    assert accuracy == pytest.approx(np.mean(on_tile0))
+
+
+def test_tile_of_mask():
+    mask = np.zeros((8, 8), bool)
+    assert _tile_of_mask(mask, 4) == -1
+    mask[5:8, 0:2] = True  # bottom-left
+    mask[0, 7] = True
+    assert _tile_of_mask(mask, 4) == 2
