@@ -3,8 +3,8 @@
 The models are made by the same commands a user runs on their own data:
 
 1. ``promptseg data shapeworld`` writes the train and val splits (seed 0);
-2. ``promptseg train clip --from-config clip_config.json`` trains the CLIP on the rows of the
-   caption CSV that are object crops (the views ``slip`` shows CLIP);
+2. ``promptseg train clip --from-config clip_config.json`` trains the CLIP on the caption CSV,
+   written with object crops only (``--no-scene-captions``: the views ``slip`` shows CLIP);
 3. ``promptseg train sam --from-config sam_config.json`` trains the SAM on the COCO instances;
 4. the best weights of each run (model files only, no optimiser state) are copied into
    ``src/promptseg/zoo/shapeworld/{clip,sam}/``, and ``build_info.json`` records the
@@ -102,17 +102,12 @@ def main() -> None:
     }
     for split, n in (("train", args.train_scenes), ("val", args.val_scenes)):
         if not (data / f"instances_{split}.json").is_file():
+            # CLIP learns from the object crops (what slip shows it), not scene captions
             run([*exe, "data", "shapeworld", "--out", str(data), "--n", str(n), "--split", split,
-                 "--seed", "0", "-q"], args.dry_run)
-    # CLIP learns from the object crops (what slip shows it), not the long scene captions
-    for split in ("train", "val"):
-        rows = (data / f"captions_{split}.csv").read_text().splitlines() if not args.dry_run else []
-        crops = [r for r in rows[1:] if r.startswith("crops/")]
-        if rows:
-            (data / f"crops_{split}.csv").write_text("\n".join([rows[0], *crops]) + "\n")
+                 "--seed", "0", "--no-scene-captions", "-q"], args.dry_run)
     jobs = {
-        "clip": [*exe, "train", "clip", str(data / "crops_train.csv"), "--val-data",
-                 str(data / "crops_val.csv"), "--from-config", str(ZOO / "clip_config.json"),
+        "clip": [*exe, "train", "clip", str(data / "captions_train.csv"), "--val-data",
+                 str(data / "captions_val.csv"), "--from-config", str(ZOO / "clip_config.json"),
                  *CLIP_ARGS],
         "sam": [*exe, "train", "sam", str(data / "instances_train.json"), "--val-data",
                 str(data / "instances_val.json"), "--from-config", str(ZOO / "sam_config.json"),

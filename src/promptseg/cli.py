@@ -315,13 +315,16 @@ def data_shapeworld(
     domain: Annotated[str, typer.Option(help="base, or novel (invented shape names).")] = "base",
     size: Annotated[int, typer.Option(help="Scene side in pixels.")] = 256,
     crops: Annotated[bool, typer.Option(help="Also write object crops with captions.")] = True,
+    scene_captions: Annotated[bool, typer.Option(
+        help="Caption rows for whole scenes in the CSV (off: object crops only).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write ShapeWorld scenes: images, COCO instances (RLE), phrases and a caption CSV."""
     from promptseg.data.shapeworld import ShapeWorldConfig, write_dataset
 
     paths = write_dataset(out, n=n, seed=seed, split=split, domain=domain,
-                          config=ShapeWorldConfig(size=size), crops=crops, progress=not quiet)
+                          config=ShapeWorldConfig(size=size), crops=crops, progress=not quiet,
+                          scene_captions=scene_captions)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
 

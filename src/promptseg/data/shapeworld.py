@@ -980,6 +980,7 @@ def write_dataset(
     config: ShapeWorldConfig | None = None,
     crops: bool = True,
     progress: bool = True,
+    scene_captions: bool = True,
 ) -> dict[str, Path]:
     """Write scenes ``0 .. n-1`` of a split as COCO instances, phrases and CLIP captions.
 
@@ -993,9 +994,11 @@ def write_dataset(
       ``"attributes": {"colour", "fill"}``;
     - ``phrases_{tag}.json``: one entry per prompt: ``image_id``, ``file_name``, ``phrase``,
       ``kind``, ``seen``, ``ann_ids`` (COCO annotation ids of the targets);
-    - ``captions_{tag}.csv``: header ``image,caption``; a row per scene caption and, with
-      ``crops``, a row per object crop ``crops/{tag}_{index:06d}_{i}.png`` (crop background
-      drawn among context/black/gray/frame, caption from :meth:`Scene.object_caption` with an rng).
+    - ``captions_{tag}.csv``: header ``image,caption``; a row per scene caption (unless
+      ``scene_captions`` is off) and, with ``crops``, a row per object crop
+      ``crops/{tag}_{index:06d}_{i}.png`` (crop background drawn among
+      context/black/gray/frame, caption from :meth:`Scene.object_caption` with an rng). A CLIP
+      for ``slip`` learns from the crops alone: they are the views ``slip`` shows it.
 
     Every file is written atomically. Returns ``{"images", "instances", "phrases",
     "captions"}`` paths.
@@ -1059,7 +1062,8 @@ def write_dataset(
                         "ann_ids": [ann_ids[t] for t in p.targets],
                     }
                 )
-            rows.append((file_name, scene.caption))
+            if scene_captions:
+                rows.append((file_name, scene.caption))
             if crops:
                 crop_rng = np.random.default_rng(
                     [scene.seed, SPLITS.index(split), DOMAINS.index(domain), scene.index, 1]

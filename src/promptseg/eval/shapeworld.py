@@ -198,8 +198,9 @@ def finetune_on_novel_domain(
     """[SLIP]'s experiment in kind: fine-tune a CLIP on a domain whose names it never read.
 
     Writes ``scenes`` novel-domain training scenes (and 20% as many for validation) with
-    their object crops and captions under ``work``, then runs ``train clip`` from ``clip``
-    with the command's defaults (AdamW, [SLIP]'s learning rate 1e-4) and ``epochs``.
+    their object crops and captions (crops only, as the zoo CLIP was trained) under ``work``,
+    then runs ``train clip`` from ``clip`` with the command's defaults (AdamW, [SLIP]'s
+    learning rate 1e-4) and ``epochs``.
 
     Returns:
         The run folder (a CLIP folder for ``load_clip`` / ``--clip``).
@@ -210,9 +211,10 @@ def finetune_on_novel_domain(
 
     work = Path(work)
     data = work / "novel-data"
-    write_dataset(data, n=scenes, seed=seed, split="train", domain="novel", progress=progress)
+    write_dataset(data, n=scenes, seed=seed, split="train", domain="novel", progress=progress,
+                  scene_captions=False)
     write_dataset(data, n=max(10, scenes // 5), seed=seed, split="val", domain="novel",
-                  progress=progress)
+                  progress=progress, scene_captions=False)
     out = work / "novel-clip"
     train_clip(ClipTrainConfig(
         data=str(data / "captions_novel_train.csv"), val_data=str(data / "captions_novel_val.csv"),
