@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from promptseg.errors import ConfigError, InputError, PromptsegError
+from promptseg.errors import ConfigError, InputError
 from promptseg.train.clip_parts import (
     AUTOENCODER_CONFIG,
     AUTOENCODER_WEIGHTS,
     _default_mean_std,
+    probe_image_size,
     timm_trunk,
 )
 from promptseg.train.config import AutoencoderTrainConfig
@@ -44,6 +45,7 @@ from promptseg.train.loop import (
     TrainRun,
     count_parameters,
     make_optimizer,
+    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
@@ -75,18 +77,8 @@ class ImageAutoencoder(nn.Module):
         super().__init__()
         self.image_size = int(image_size)
         self.encoder = timm_trunk(backbone, init)
-        self.encoder.eval()
-        try:
-            with torch.no_grad():
-                features = self.encoder.forward_features(torch.zeros(1, 3, image_size, image_size))
-        except Exception as exc:
-            native = (getattr(self.encoder, "pretrained_cfg", None) or {}).get("input_size")
-            hint = f"; it takes {native[-1]}-pixel images" if native else ""
-            raise ConfigError(
-                f"timm {backbone} cannot take {image_size}x{image_size} images ({exc}){hint}: "
-                "change --image-size"
-            ) from exc
-        self.encoder.train()
+        features = probe_image_size(self.encoder.forward_features, self.encoder, backbone,
+                                    image_size, flag="--image-size")
         self._layout = _layout(features, self.encoder)
         channels, side = _to_map(features, self._layout, self.encoder).shape[1:3]
         self.decoder = _decoder(int(channels), int(side), self.image_size)
@@ -338,14 +330,7 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
             for idx in batches:
                 x = pixels.batch([train_images[i] for i in idx]).to(device)
                 loss = F.mse_loss(model(x), x)
-                if not torch.isfinite(loss):
-                    raise PromptsegError(
-                        f"the loss became {float(loss)} at epoch {epoch}; lower --lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+                losses.append(optimizer_step(loss, optimizer, None, epoch))
                 bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
             val_loss = evaluate(model, val_images, pixels, config.batch_size, device)
             improved = val_loss < best

@@ -41,13 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from promptseg.errors import ConfigError, InputError, PromptsegError
+from promptseg.errors import ConfigError, InputError
 from promptseg.train.config import TARGETS, TRAIN_PARTS, ClipTrainConfig
 from promptseg.train.loop import (
     LrSchedule,
     TrainRun,
     count_parameters,
     make_optimizer,
+    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
@@ -592,15 +593,7 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
             for idx in batches:
                 loss = _forward(scorer, train_pairs, idx, cache, rng if config.augment else None,
                                 config.targets)
-                if not torch.isfinite(loss):
-                    raise PromptsegError(
-                        f"the loss became {float(loss)} at epoch {epoch}; lower --lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step_batch()
-                losses.append(loss.item())
+                losses.append(optimizer_step(loss, optimizer, schedule, epoch))
                 bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
             metrics = evaluate(scorer, val_pairs, config.batch_size, config.targets, cache)
             lr = schedule.lr

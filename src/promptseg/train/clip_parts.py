@@ -265,23 +265,30 @@ def _load_trunk(model: torch.nn.Module, state: dict[str, torch.Tensor], what: st
         ) from exc
 
 
-def _check_image_size(model: torch.nn.Module, backbone: str, image_size: int) -> None:
-    """One forward pass: fixed-size backbones (ViT, Swin) reject other sizes."""
-    visual = model.visual
-    was_training = visual.training
-    visual.eval()
+def probe_image_size(forward, trunk: torch.nn.Module, backbone: str, image_size: int,
+                     flag: str = "image_size") -> torch.Tensor:
+    """Run ``forward`` on one black image in eval mode, without gradients, and return its
+    output; fixed-size backbones (ViT, Swin) reject other sizes with a ConfigError that names
+    the size the backbone takes and the ``flag`` to change."""
+    was_training = trunk.training
+    trunk.eval()
     try:
         with torch.no_grad():
-            visual(torch.zeros(1, 3, image_size, image_size))
+            return forward(torch.zeros(1, 3, image_size, image_size))
     except Exception as exc:
-        native = (getattr(visual.trunk, "pretrained_cfg", None) or {}).get("input_size")
+        native = (getattr(trunk, "pretrained_cfg", None) or {}).get("input_size")
         hint = f"; it takes {native[-1]}-pixel images" if native else ""
         raise ConfigError(
             f"timm {backbone} cannot take {image_size}x{image_size} images ({exc}){hint}: "
-            "change image_size"
+            f"change {flag}"
         ) from exc
     finally:
-        visual.train(was_training)
+        trunk.train(was_training)
+
+
+def _check_image_size(model: torch.nn.Module, backbone: str, image_size: int) -> None:
+    """One forward pass: fixed-size backbones (ViT, Swin) reject other sizes."""
+    probe_image_size(model.visual, model.visual.trunk, backbone, image_size)
 
 
 # ---------------------------------------------------------------------- text tower

@@ -27,13 +27,14 @@ import numpy as np
 import torch
 
 from promptseg._io import atomic_write, to_jsonable
-from promptseg.errors import ConfigError, InputError
+from promptseg.errors import ConfigError, InputError, PromptsegError
 
 __all__ = [
     "SCHEDULERS",
     "LrSchedule",
     "TrainRun",
     "make_optimizer",
+    "optimizer_step",
     "progress_bar",
     "quiet_library_bars",
     "seed_everything",
@@ -80,6 +81,23 @@ def make_optimizer(
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     raise ConfigError(f"unknown optimizer {name!r}: use 'adamw' or 'adam'")
+
+
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: LrSchedule | None = None,
+    epoch: int | None = None,
+) -> float:
+    """One update: refuse a non-finite loss (with advice), back-propagate, step the optimiser
+    and the per-batch schedule. Returns the loss as a float."""
+    if not torch.isfinite(loss):
+        where = f" at epoch {epoch}" if epoch is not None else ""
+        raise PromptsegError(f"the loss became {float(loss)}{where}; lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if schedule is not None:
+        schedule.step_batch()
+    return loss.item()
 
 
 class LrSchedule:

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from promptseg.errors import ConfigError, InputError, PromptsegError, WeightsError
+from promptseg.errors import ConfigError, InputError, WeightsError
 from promptseg.train.config import SamTrainConfig
 from promptseg.train.loop import (
     SCHEDULERS,
@@ -62,6 +62,7 @@ from promptseg.train.loop import (
     TrainRun,
     count_parameters,
     make_optimizer,
+    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
@@ -625,15 +626,7 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
             for batch in batches:
                 _train_mode(model, train_encoder)
                 loss = _train_step(seg, embedder, train_ds, batch, rng, config, weights)
-                if not torch.isfinite(loss):
-                    raise PromptsegError(
-                        f"the loss became {float(loss)} at epoch {epoch}; lower --lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step_batch()
-                losses.append(loss.item())
+                losses.append(optimizer_step(loss, optimizer, schedule, epoch))
                 bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
             metrics = evaluate_sam(seg, val_ds, val_idx, embedder, weights)
             lr = schedule.lr
