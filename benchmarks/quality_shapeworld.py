@@ -6,8 +6,9 @@
 2. [SLIP]'s own protocol: 2x2 mosaics of four single-object scenes, a prompt naming one of
    them; accuracy = the chosen segment lies on the right tile.
 3. With ``--novel``: the SLIP paper's claim in kind (Pokemon, 15.25% -> 69.75%): mosaic
-   accuracy on the novel domain (invented shape names) with the zoo CLIP before and after
-   ``train clip`` fine-tunes it on novel-domain captions.
+   accuracy on the novel domain, each object named by its invented shape name alone ("a
+   glorp", as a Pokemon by its name), with the zoo CLIP before and after ``train clip``
+   fine-tunes it on novel-domain captions.
 
 Run: ``python benchmarks/quality_shapeworld.py --pipeline slip --n 50 --seed 0 [--novel]``;
 ``--set threshold=0.3`` changes a pipeline setting (repeat).
@@ -32,6 +33,7 @@ from promptseg.eval.shapeworld import (  # noqa: E402
     mosaic_accuracy,
 )
 from promptseg.pipelines import load_pipeline  # noqa: E402
+from promptseg.zoo import zoo_settings  # noqa: E402
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -68,7 +70,8 @@ def main() -> None:
     parser.add_argument("--novel-epochs", type=int, default=6)
     parser.add_argument("--json", dest="json_out", default=None, help="write the figures here")
     args = parser.parse_args()
-    options = parse_sets(args.sets)
+    # the zoo's settings (promptseg.zoo.SHAPEWORLD_SLIP_SETTINGS) unless --set overrides them
+    options = {**zoo_settings(args.pipeline, args.clip, args.sam), **parse_sets(args.sets)}
     mosaics = args.mosaics or args.n
 
     pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
@@ -90,7 +93,7 @@ def main() -> None:
         before, n_before = mosaic_accuracy(
             load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
                           **options),
-            n=mosaics, seed=args.seed, domain="novel", progress=True)
+            n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True)
         with tempfile.TemporaryDirectory(prefix="promptseg-novel-") as tmp:
             t0 = time.perf_counter()
             tuned = finetune_on_novel_domain(tmp, clip=args.clip, scenes=args.novel_scenes,
@@ -99,9 +102,10 @@ def main() -> None:
             after, n_after = mosaic_accuracy(
                 load_pipeline(args.pipeline, clip=str(tuned), sam=args.sam, device=args.device,
                               **options),
-                n=mosaics, seed=args.seed, domain="novel", progress=True)
+                n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True)
         print(table(
-            f"Novel domain (invented names), mosaic accuracy; fine-tuning: {args.novel_scenes} "
+            f"Novel domain, mosaics named by the invented shape name alone (\"a glorp\"); "
+            f"fine-tuning: {args.novel_scenes} "
             f"scenes, {args.novel_epochs} epochs, {seconds:.0f} s",
             ("CLIP", "accuracy", "trials"),
             [(f"{args.clip} (before)", fmt(before), n_before),

@@ -59,6 +59,8 @@ def test_oracle_scores_perfectly():
     report = evaluate_on_shapeworld(OraclePipeline(scenes), n=6, seed=3)
     assert report.miou() == 1.0
     assert report.negative_empty_rate() == 1.0
+    assert all(o.score == 1.0 if o.kind != "negative" else np.isnan(o.score)
+               for o in report.outcomes)
     assert report.count() + report.count("negative") == sum(len(s.prompts) for s in scenes)
     rows = {what: (value, n) for what, value, n in report.rows()}
     assert rows["mIoU, single"][0] == 1.0
@@ -112,3 +114,27 @@ def test_tile_of_mask():
     mask[5:8, 0:2] = True  # bottom-left
     mask[0, 7] = True
     assert _tile_of_mask(mask, 4) == 2
+
+
+def test_mosaic_named_by_shape_alone():
+    single = ShapeWorldConfig(size=64, min_objects=1, max_objects=1, thin_probability=0.0)
+    mosaics = [mosaic([generate_scene(4 * k + t, 4, "test", "novel", single) for t in range(4)])
+               for k in range(4)]
+    accuracy, trials = mosaic_accuracy(OracleByShape(mosaics), n=4, seed=4, domain="novel",
+                                       size=64, naming="shape")
+    unique = sum(1 for m in mosaics for o in m.objects
+                 if [x.shape for x in m.objects].count(o.shape) == 1)
+    assert trials == unique and accuracy == 1.0
+    with pytest.raises(InputError, match="naming"):
+        mosaic_accuracy(OracleByShape(mosaics), n=1, naming="colour")
+
+
+class OracleByShape(OraclePipeline):
+    """Answers "a glorp" with the mask of the one glorp in the scene."""
+
+    def segment(self, image, prompts):
+        scene = self.scenes[_key(image)]
+        masks = [next(o.mask for o in scene.objects if text.endswith(" " + o.shape))
+                 for text in prompts]
+        return Segmentation.from_masks(np.stack(masks), np.ones(len(masks)), range(len(masks)),
+                                       prompts)

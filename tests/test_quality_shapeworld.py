@@ -13,6 +13,7 @@ from promptseg.eval.shapeworld import (
     mosaic_accuracy,
 )
 from promptseg.pipelines import load_pipeline
+from promptseg.zoo import SHAPEWORLD_SLIP_SETTINGS as ZOO
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,8 @@ SLIP_MOSAIC_FLOOR = 0.50
 
 @pytest.fixture(scope="module")
 def slip():
-    return load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam", device="cpu")
+    return load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam", device="cpu",
+                         **ZOO)
 
 
 def test_slip_with_zoo_clears_floors(slip):
@@ -37,9 +39,9 @@ def test_slip_with_zoo_clears_floors(slip):
 
 
 def test_finetuning_on_novel_domain_beats_the_base_clip(tmp_path):
-    base = load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam", device="cpu")
-    before, _ = mosaic_accuracy(base, n=30, seed=7, domain="novel")
+    base = load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam", device="cpu", **ZOO)
+    before, _ = mosaic_accuracy(base, n=30, seed=7, domain="novel", naming="shape")
     tuned = finetune_on_novel_domain(tmp_path, scenes=400, epochs=4, seed=0)
-    after_pipe = load_pipeline("slip", clip=str(tuned), sam="shapeworld/sam", device="cpu")
-    after, _ = mosaic_accuracy(after_pipe, n=30, seed=7, domain="novel")
+    after_pipe = load_pipeline("slip", clip=str(tuned), sam="shapeworld/sam", device="cpu", **ZOO)
+    after, _ = mosaic_accuracy(after_pipe, n=30, seed=7, domain="novel", naming="shape")
     assert after > before + 0.15, (before, after)

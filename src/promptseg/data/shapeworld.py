@@ -88,6 +88,7 @@ __all__ = [
     "mosaic",
     "object_crop",
     "relation_holds",
+    "with_article",
     "write_dataset",
 ]
 
@@ -356,7 +357,7 @@ class Scene:
         if rng is None:
             if obj.fill != "solid":
                 words.insert(0, obj.fill)
-            return _with_article(" ".join(words))
+            return with_article(" ".join(words))
         draw = rng.random()
         if draw < 0.1:
             return f"something {obj.colour}"
@@ -371,7 +372,7 @@ class Scene:
         desc = " ".join(words)
         template = int(rng.integers(3))
         if template == 0:
-            return _with_article(desc)
+            return with_article(desc)
         if template == 1:
             return f"the {desc}"
         return desc
@@ -730,7 +731,8 @@ def _background(
 # --------------------------------------------------------------------------- prompts
 
 
-def _with_article(words: str) -> str:
+def with_article(words: str) -> str:
+    """``"a red star"``, ``"an orange ring"``: the indefinite article for ``words``."""
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
@@ -859,7 +861,7 @@ def _scene_caption(objects: Sequence[ShapeObject], background: str) -> str:
     parts = []
     for key, count in groups.items():
         if count == 1:
-            parts.append(_with_article(key))
+            parts.append(with_article(key))
         else:
             *adjectives, shape = key.split(" ")
             parts.append(" ".join([_NUMBERS.get(count, str(count)), *adjectives, PLURALS[shape]]))

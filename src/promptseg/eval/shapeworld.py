@@ -28,6 +28,7 @@ from promptseg.data.shapeworld import (
     ShapeWorldConfig,
     generate_scene,
     mosaic,
+    with_article,
 )
 from promptseg.errors import InputError
 from promptseg.eval.metrics import iou
@@ -54,6 +55,7 @@ class PromptOutcome:
     iou: float
     predicted_pixels: int
     truth_pixels: int
+    score: float = float("nan")  # the best score among the answer's masks (NaN: no mask)
 
     @property
     def correctly_empty(self) -> bool:
@@ -113,6 +115,15 @@ def _prompt_masks(seg, n_prompts: int, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _prompt_scores(seg, n_prompts: int) -> np.ndarray:
+    """``(Q,)`` the best score answering each prompt (NaN when none does)."""
+    out = np.full(n_prompts, np.nan)
+    for score, q in zip(seg.scores, seg.query_index, strict=True):
+        if q >= 0 and not score <= out[q]:
+            out[q] = float(score)
+    return out
+
+
 def _check_n(n: int) -> None:
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n must be a positive number of scenes, got {n!r}")
@@ -147,12 +158,13 @@ def evaluate_on_shapeworld(
             if prompts:
                 seg = pipeline.segment(pipeline.prepare(scene.image), [p.text for p in prompts])
                 predicted = _prompt_masks(seg, len(prompts), scene.image.shape[:2])
-                for p, pred in zip(prompts, predicted, strict=True):
+                scores = _prompt_scores(seg, len(prompts))
+                for p, pred, score in zip(prompts, predicted, scores, strict=True):
                     truth = scene.target_mask(p)
                     report.outcomes.append(PromptOutcome(
                         scene=index, text=p.text, kind=p.kind, seen=p.seen,
                         iou=iou(pred, truth), predicted_pixels=int(pred.sum()),
-                        truth_pixels=int(truth.sum()),
+                        truth_pixels=int(truth.sum()), score=float(score),
                     ))
             advance()
     report.seconds = time.perf_counter() - start
@@ -161,32 +173,42 @@ def evaluate_on_shapeworld(
 
 def mosaic_accuracy(
     pipeline, n: int = 100, seed: int = 0, split: str = "test", domain: str = "base",
-    size: int = 128, progress: bool = False,
+    size: int = 128, naming: str = "colour+shape", progress: bool = False,
 ) -> tuple[float, int]:
     """[SLIP]'s protocol: accuracy of picking the right tile of a 2x2 mosaic.
 
     Each mosaic joins four single-object scenes of side ``size`` (so the mosaic is
-    ``2 * size``); every object whose colour and shape are unique in the mosaic is named once
-    ("the red star"), and the answer is right when most pixels of the returned masks lie on
-    that object's tile.
+    ``2 * size``). With ``naming="colour+shape"`` every object whose colour and shape are
+    unique in the mosaic is named once ("the red star"); with ``naming="shape"`` every object
+    whose shape is unique is named by its shape alone ("a glorp"), so only the name tells the
+    tiles apart, as a Pokemon's name does in [SLIP]'s test. The answer is right when most
+    pixels of the returned masks lie on that object's tile.
 
     Returns:
         ``(accuracy, trials)``.
     """
     _check_n(n)
+    if naming not in ("colour+shape", "shape"):
+        raise InputError(f"naming must be 'colour+shape' or 'shape', got {naming!r}")
     single = ShapeWorldConfig(size=size, min_objects=1, max_objects=1, thin_probability=0.0)
     right = trials = 0
     with _bar(progress, int(n), f"mosaics {domain}/{split}") as advance:
         for k in range(int(n)):
             tiles = [generate_scene(4 * k + t, seed, split, domain, single) for t in range(4)]
             scene = mosaic(tiles)
-            prompts = [p for p in scene.prompts if p.kind == "single"]
-            if prompts:
-                seg = pipeline.segment(pipeline.prepare(scene.image), [p.text for p in prompts])
-                predicted = _prompt_masks(seg, len(prompts), scene.image.shape[:2])
-                for p, pred in zip(prompts, predicted, strict=True):
+            if naming == "shape":
+                shapes = [o.shape for o in scene.objects]
+                named = [(with_article(o.shape), i) for i, o in enumerate(scene.objects)
+                         if shapes.count(o.shape) == 1]
+            else:
+                named = [(p.text, p.targets[0]) for p in scene.prompts if p.kind == "single"]
+            if named:
+                texts = [text for text, _ in named]
+                seg = pipeline.segment(pipeline.prepare(scene.image), texts)
+                predicted = _prompt_masks(seg, len(named), scene.image.shape[:2])
+                for (_, target), pred in zip(named, predicted, strict=True):
                     trials += 1
-                    right += int(_tile_of_mask(pred, size) == scene.tile_of(p.targets[0]))
+                    right += int(_tile_of_mask(pred, size) == scene.tile_of(target))
             advance()
     return (right / trials if trials else float("nan")), trials
 

@@ -182,6 +182,22 @@ def _processor_files(family: str, image_size: int, low_res: int) -> dict[str, by
         return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
 
 
+def _official_fourier_features_(model: torch.nn.Module) -> None:
+    """Give a new model SAM's random Fourier matrix for prompt and image positions.
+
+    [SAM-repo] ``PositionEmbeddingRandom(num_pos_feats, scale=None)`` draws it as
+    ``1.0 * randn(2, num_pos_feats)``; transformers' ``SamPositionalEmbedding`` draws it with
+    scale ``hidden_size // 2`` (harmless for pretrained weights, which overwrite it). At that
+    scale the features of nearby pixels are unrelated, so a model trained from scratch cannot
+    learn where a point or box is and answers every prompt alike. The matrix stays fixed in
+    training (a buffer in the reference), and prompt encoder and model share it.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("positional_embedding") and "shared" in name:
+                param.copy_(torch.randn_like(param))
+
+
 def _build_from_config(path: str | Path, device: torch.device, seed: int):
     """A SamSegmenter with random (seeded) weights, and its processor files."""
     import transformers
@@ -215,6 +231,7 @@ def _build_from_config(path: str | Path, device: torch.device, seed: int):
     torch.manual_seed(seed)
     model = getattr(transformers, model_name)(sam_config).float().to(device).eval()
     model.requires_grad_(False)
+    _official_fourier_features_(model)
     image_size = int(sam_config.prompt_encoder_config.image_size)
     patch = int(sam_config.prompt_encoder_config.patch_size)
     files = _processor_files(family, image_size, 4 * (image_size // patch))

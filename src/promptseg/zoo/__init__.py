@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ZOO_MODELS", "zoo_folder"]
+__all__ = ["SHAPEWORLD_SLIP_SETTINGS", "ZOO_MODELS", "zoo_folder", "zoo_settings"]
 
 ZOO_ROOT = Path(__file__).resolve().parent
 
@@ -31,3 +31,22 @@ ZOO_MODELS: dict[str, Path] = {
 def zoo_folder(model_id: str) -> Path | None:
     """The packaged folder of a zoo id, or ``None`` when ``model_id`` is not a zoo id."""
     return ZOO_MODELS.get(str(model_id).strip())
+
+
+# slip settings for the ShapeWorld zoo, chosen on the val split (build_info.json has the
+# figures). SAM's default filters (pred_iou_thresh 0.88, stability 0.95) are calibrated for
+# SAM ViT-H on SA-1B; a 3 M-parameter SAM trained for minutes predicts lower IoUs for its good
+# masks, so those defaults would drop everything. The CLIP threshold turns prompts that name
+# nothing in the scene into empty answers.
+SHAPEWORLD_SLIP_SETTINGS: dict[str, float] = {
+    "pred_iou_thresh": 0.5,
+    "stability_score_thresh": 0.8,
+    "threshold": 0.3,
+}
+
+
+def zoo_settings(method: str, clip: str | None, sam: str | None) -> dict[str, float]:
+    """Pipeline settings that suit the zoo models, when ``method`` runs on both of them."""
+    if method == "slip" and clip in ZOO_MODELS and sam in ZOO_MODELS:
+        return dict(SHAPEWORLD_SLIP_SETTINGS)
+    return {}
