@@ -260,3 +260,18 @@ def test_coco_instances_polygons_rle_and_crowd(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match="not a readable COCO JSON"):
         CocoInstances(tmp_path / "bad.json")
+
+
+def test_from_config_uses_the_reference_fourier_scale(tmp_path):
+    """[SAM-repo] draws the prompt/image position matrix as randn (scale 1); transformers
+    draws it hidden_size // 2 wider, which leaves a model trained from scratch blind to where
+    a prompt is."""
+    from promptseg.train.sam import _build_from_config
+
+    cfg = tmp_path / "config.json"
+    build_tiny_sam_config().to_json_file(str(cfg))
+    seg, _ = _build_from_config(cfg, torch.device("cpu"), seed=0)
+    matrix = seg.model.shared_image_embedding.positional_embedding
+    assert matrix is seg.model.prompt_encoder.shared_embedding.positional_embedding
+    assert 0.5 < float(matrix.std()) < 1.5
+    assert json.loads(cfg.read_text())["model_type"] == "sam"
