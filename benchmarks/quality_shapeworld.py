@@ -11,7 +11,9 @@
    fine-tunes it on novel-domain captions.
 
 Run: ``python benchmarks/quality_shapeworld.py --pipeline slip --n 50 --seed 0 [--novel]``;
-``--set threshold=0.3`` changes a pipeline setting (repeat).
+``--set threshold=0.3`` changes a pipeline setting (repeat). ``--calibrate`` instead searches
+the zoo's slip settings on the val split (SAM's mask filters; the CLIP threshold, applied to
+the recorded answer scores) and prints the grid that chose ``promptseg.zoo``'s settings.
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ def main() -> None:
     parser.add_argument("--novel-scenes", type=int, default=600)
     parser.add_argument("--novel-epochs", type=int, default=6)
     parser.add_argument("--json", dest="json_out", default=None, help="write the figures here")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="search slip's mask filters and threshold on the val split")
     args = parser.parse_args()
+    if args.calibrate:
+        calibrate(args)
+        return
     # the zoo's settings (promptseg.zoo.SHAPEWORLD_SLIP_SETTINGS) unless --set overrides them
     options = {**zoo_settings(args.pipeline, args.clip, args.sam), **parse_sets(args.sets)}
     mosaics = args.mosaics or args.n
@@ -116,6 +123,36 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(figures, f, indent=2, default=str)
+
+
+def thresholded(report, threshold: float) -> tuple[float, float, float]:
+    """(mIoU of naming prompts, negative empty rate, mean of the two) had every answer
+    scoring below ``threshold`` been empty."""
+    import numpy as np
+
+    naming = [o.iou if o.score >= threshold else 0.0 for o in report.outcomes
+              if o.kind != "negative"]
+    empty = [not o.score >= threshold for o in report.outcomes if o.kind == "negative"]
+    miou, rate = float(np.mean(naming)), float(np.mean(empty))
+    return miou, rate, (miou + rate) / 2
+
+
+def calibrate(args) -> None:
+    rows = []
+    for pred_iou in (0.4, 0.6, 0.75):
+        for stability in (0.75, 0.85, 0.92):
+            pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
+                                 pred_iou_thresh=pred_iou, stability_score_thresh=stability)
+            report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, split="val",
+                                            progress=True)
+            for threshold in (0.0, 0.2, 0.25, 0.3, 0.35, 0.4):
+                miou, rate, mean = thresholded(report, threshold)
+                rows.append((pred_iou, stability, threshold, f"{miou:.3f}", f"{rate:.3f}",
+                             f"{mean:.3f}"))
+    rows.sort(key=lambda r: -float(r[-1]))
+    print(table(f"slip settings on {args.n} val scenes (seed {args.seed}), best first",
+                ("pred_iou_thresh", "stability_score_thresh", "threshold", "mIoU naming",
+                 "negatives empty", "mean"), rows[:15]))
 
 
 if __name__ == "__main__":
