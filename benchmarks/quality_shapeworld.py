@@ -89,8 +89,12 @@ def main() -> None:
     print(table(f"{args.pipeline} on {args.n} ShapeWorld test scenes (seed {args.seed}; "
                 f"{args.clip} + {args.sam}; {settings}; {report.seconds:.0f} s)",
                 ("what", "value", "prompts"), rows))
-    accuracy, trials = mosaic_accuracy(pipe, n=mosaics, seed=args.seed, progress=True)
-    print(table(f"SLIP protocol: 2x2 mosaics of single-object scenes ({mosaics} mosaics)",
+    # [SLIP] takes the most similar segment whatever its score: no threshold in its protocol
+    slip_protocol = {"threshold": None} if "threshold" in options else {}
+    accuracy, trials = mosaic_accuracy(pipe, n=mosaics, seed=args.seed, progress=True,
+                                       **slip_protocol)
+    print(table(f"SLIP protocol: 2x2 mosaics of single-object scenes ({mosaics} mosaics; the "
+                "most similar segment, no threshold)",
                 ("domain", "CLIP", "accuracy", "trials"),
                 [("base", args.clip, fmt(accuracy), trials)]))
     figures = {"pipeline": args.pipeline, "options": options, "scenes": report.to_dict(),
@@ -100,7 +104,8 @@ def main() -> None:
         before, n_before = mosaic_accuracy(
             load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
                           **options),
-            n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True)
+            n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True,
+            **slip_protocol)
         with tempfile.TemporaryDirectory(prefix="promptseg-novel-") as tmp:
             t0 = time.perf_counter()
             tuned = finetune_on_novel_domain(tmp, clip=args.clip, scenes=args.novel_scenes,
@@ -109,7 +114,8 @@ def main() -> None:
             after, n_after = mosaic_accuracy(
                 load_pipeline(args.pipeline, clip=str(tuned), sam=args.sam, device=args.device,
                               **options),
-                n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True)
+                n=mosaics, seed=args.seed, domain="novel", naming="shape", progress=True,
+                **slip_protocol)
         print(table(
             f"Novel domain, mosaics named by the invented shape name alone (\"a glorp\"); "
             f"fine-tuning: {args.novel_scenes} "

@@ -174,6 +174,7 @@ def evaluate_on_shapeworld(
 def mosaic_accuracy(
     pipeline, n: int = 100, seed: int = 0, split: str = "test", domain: str = "base",
     size: int = 128, naming: str = "colour+shape", progress: bool = False,
+    **overrides: Any,
 ) -> tuple[float, int]:
     """[SLIP]'s protocol: accuracy of picking the right tile of a 2x2 mosaic.
 
@@ -182,7 +183,9 @@ def mosaic_accuracy(
     unique in the mosaic is named once ("the red star"); with ``naming="shape"`` every object
     whose shape is unique is named by its shape alone ("a glorp"), so only the name tells the
     tiles apart, as a Pokemon's name does in [SLIP]'s test. The answer is right when most
-    pixels of the returned masks lie on that object's tile.
+    pixels of the returned masks lie on that object's tile. ``overrides`` are pipeline
+    settings for this protocol only: [SLIP] always takes the most similar segment, which is
+    ``threshold=None`` for ``slip``.
 
     Returns:
         ``(accuracy, trials)``.
@@ -204,7 +207,7 @@ def mosaic_accuracy(
                 named = [(p.text, p.targets[0]) for p in scene.prompts if p.kind == "single"]
             if named:
                 texts = [text for text, _ in named]
-                seg = pipeline.segment(pipeline.prepare(scene.image), texts)
+                seg = pipeline.segment(pipeline.prepare(scene.image), texts, **overrides)
                 predicted = _prompt_masks(seg, len(named), scene.image.shape[:2])
                 for (_, target), pred in zip(named, predicted, strict=True):
                     trials += 1

@@ -89,8 +89,8 @@ KNOWN_MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("facebook/sam2.1-hiera-base-plus", "sam", "sam2", 81, "SAM 2, Ravi et al. 2024"),
     ModelInfo("facebook/sam2.1-hiera-large", "sam", "sam2", 224, "SAM 2, Ravi et al. 2024"),
     ModelInfo("flaviagiammarino/medsam-vit-base", "sam", "sam", 94, "MedSAM, Ma et al. 2024"),
-    ModelInfo("shapeworld/clip", "clip", "hf_clip", 3.0, "promptseg zoo, trained on ShapeWorld"),
-    ModelInfo("shapeworld/sam", "sam", "sam", 4.0, "promptseg zoo, trained on ShapeWorld"),
+    ModelInfo("shapeworld/clip", "clip", "hf_clip", 1.9, "promptseg zoo, trained on ShapeWorld"),
+    ModelInfo("shapeworld/sam", "sam", "sam", 1.9, "promptseg zoo, trained on ShapeWorld"),
 )
 
 _KNOWN_BY_ID = {info.id: info for info in KNOWN_MODELS}

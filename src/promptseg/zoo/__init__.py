@@ -9,8 +9,8 @@ validation figures.
 =====================  ======================================================
 id                     what
 =====================  ======================================================
-``shapeworld/clip``    a 3 M-parameter CLIP (transformers format) for ShapeWorld
-``shapeworld/sam``     a small SAM (transformers format) for ShapeWorld
+``shapeworld/clip``    a 1.9 M-parameter CLIP (transformers format, 64 px ViT)
+``shapeworld/sam``     a 1.9 M-parameter SAM (transformers format, 256 px ViT)
 =====================  ======================================================
 """
 
@@ -34,8 +34,9 @@ def zoo_folder(model_id: str) -> Path | None:
 
 
 # slip settings for the ShapeWorld zoo, chosen on 20 val scenes with
-# `python benchmarks/quality_shapeworld.py --calibrate --n 20` (README, "Quality on ShapeWorld"). SAM's default filters (pred_iou_thresh 0.88, stability 0.95) are calibrated for
-# SAM ViT-H on SA-1B; a 3 M-parameter SAM trained for minutes predicts lower IoUs for its good
+# `python benchmarks/quality_shapeworld.py --calibrate --n 20` (README, "Quality on
+# ShapeWorld"). SAM's default filters (pred_iou_thresh 0.88, stability 0.95) are calibrated
+# for SAM ViT-H on SA-1B; a 1.9 M-parameter SAM trained for minutes predicts lower IoUs for its good
 # masks, so those defaults would drop everything. The CLIP threshold turns prompts that name
 # nothing in the scene into empty answers.
 SHAPEWORLD_SLIP_SETTINGS: dict[str, float] = {
