@@ -535,9 +535,9 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
 
     _check(config)
     device = resolve_device(config.device)
+    pairs = read_captions(config.data, config.image_root)  # bad data: nothing written
     run = TrainRun(config.out, asdict(config), resume=config.resume)
     seed_everything(config.seed)
-    pairs = read_captions(config.data, config.image_root)
     if config.val_data:
         train_pairs, val_pairs = pairs, read_captions(config.val_data, config.image_root)
     else:
