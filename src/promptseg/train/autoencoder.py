@@ -42,13 +42,15 @@ from promptseg.train.clip_parts import (
 )
 from promptseg.train.config import AutoencoderTrainConfig
 from promptseg.train.loop import (
+    DecodedImages,
     TrainRun,
     count_parameters,
+    holdout_split,
     make_optimizer,
-    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
+    train_epoch,
 )
 
 __all__ = ["AutoencoderTrainConfig", "ImageAutoencoder", "read_image_list", "train_autoencoder"]
@@ -176,34 +178,16 @@ def read_image_list(data: str | Path, image_root: str | Path | None = None) -> l
 
 
 class _Pixels:
-    """Images resized to ``size`` x ``size`` (uint8), decoded once and kept up to a budget."""
+    """Normalised pixel batches of images resized to ``size`` x ``size`` (decoded once)."""
 
     def __init__(self, size: int, mean, std, budget_bytes: int = 4 << 30) -> None:
-        self.size = size
+        self.images = DecodedImages(budget_bytes, size=size)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.budget = budget_bytes
-        self.used = 0
-        self.cache: dict[Path, np.ndarray] = {}
-
-    def _get(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        from promptseg.image import load_image
-
-        image = self.cache.get(path)
-        if image is None:
-            pil = Image.fromarray(load_image(path)).resize((self.size, self.size),
-                                                           Image.Resampling.BILINEAR)
-            image = np.asarray(pil, dtype=np.uint8)
-            if self.used + image.nbytes <= self.budget:
-                self.cache[path] = image
-                self.used += image.nbytes
-        return image
 
     def batch(self, paths: list[Path]) -> torch.Tensor:
         """``(B, 3, S, S)`` float32 pixels, normalised with ``mean`` and ``std``."""
-        array = np.stack([self._get(p) for p in paths])
+        array = np.stack([self.images.get(p) for p in paths])
         pixels = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
         return (pixels - self.mean) / self.std
 
@@ -224,15 +208,7 @@ def _check(config: AutoencoderTrainConfig) -> None:
 
 
 def _split(images: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_val = int(round(fraction * len(images)))
-    if n_val < 1 or len(images) - n_val < 2:
-        raise InputError(
-            f"cannot hold out {fraction:.0%} of {len(images)} image(s) for validation and keep "
-            "2 to train on; add images or change --val-fraction"
-        )
-    val = sorted(int(i) for i in order[:n_val])
-    train = sorted(int(i) for i in order[n_val:])
+    train, val = holdout_split(len(images), fraction, seed, what="image", min_train=2)
     return [images[i] for i in train], [images[i] for i in val]
 
 
@@ -309,10 +285,7 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
                                config.weight_decay)
     start_epoch, best = 1, math.inf
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        TrainRun.restore_rng(state)
+        start_epoch, best = run.restore(state, model, optimizer)
     logger.info("train autoencoder: %s, %d parameters, %d train / %d val images",
                 config.backbone, total, len(train_images), len(val_images))
     rng = np.random.default_rng([config.seed, start_epoch])
@@ -324,20 +297,20 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            batches = _batches(len(train_images), config.batch_size, rng)
-            task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches), loss="-")
-            losses = []
-            for idx in batches:
+
+            def loss_of(idx: np.ndarray) -> torch.Tensor:
                 x = pixels.batch([train_images[i] for i in idx]).to(device)
-                loss = F.mse_loss(model(x), x)
-                losses.append(optimizer_step(loss, optimizer, None, epoch))
-                bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
+                return F.mse_loss(model(x), x)
+
+            train_loss = train_epoch(bar, epoch, config.epochs,
+                                     _batches(len(train_images), config.batch_size, rng),
+                                     loss_of, optimizer)
             val_loss = evaluate(model, val_images, pixels, config.batch_size, device)
             improved = val_loss < best
             if improved:
                 best = val_loss
                 _save(model, run.out, config, mean, std, epoch, val_loss)
-            run.log({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+            run.log({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                      "lr": float(optimizer.param_groups[0]["lr"]), "best": improved,
                      "seconds": time.perf_counter() - t0})
             run.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

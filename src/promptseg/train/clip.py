@@ -44,14 +44,16 @@ import torch.nn.functional as F
 from promptseg.errors import ConfigError, InputError
 from promptseg.train.config import TARGETS, TRAIN_PARTS, ClipTrainConfig
 from promptseg.train.loop import (
+    DecodedImages,
     LrSchedule,
     TrainRun,
     count_parameters,
+    holdout_split,
     make_optimizer,
-    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
+    train_epoch,
 )
 
 __all__ = ["TRAIN_PARTS", "ClipTrainConfig", "CaptionPairs", "read_captions", "train_clip"]
@@ -161,38 +163,11 @@ def _read_coco_captions(data: Any, path: Path) -> list[dict[str, str]]:
 def _split(pairs: CaptionPairs, fraction: float, seed: int) -> tuple[CaptionPairs, CaptionPairs]:
     """Hold out ``fraction`` of the images (all captions of an image stay together)."""
     unique = list(dict.fromkeys(pairs.images))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(unique))
-    n_val = int(round(fraction * len(unique)))
-    if n_val < 1 or n_val >= len(unique):
-        raise InputError(
-            f"cannot hold out {fraction:.0%} of {len(unique)} image(s) for validation; pass "
-            "--val-data or change --val-fraction"
-        )
-    val_images = {unique[i] for i in order[:n_val]}
+    _, val_idx = holdout_split(len(unique), fraction, seed, what="image")
+    val_images = {unique[i] for i in val_idx}
     val = [i for i, p in enumerate(pairs.images) if p in val_images]
     train = [i for i, p in enumerate(pairs.images) if p not in val_images]
     return pairs.subset(train), pairs.subset(val)
-
-
-class _ImageCache:
-    """Decoded images, kept in memory up to a budget (small domain datasets fit)."""
-
-    def __init__(self, budget_bytes: int = 2 << 30) -> None:
-        self.budget = budget_bytes
-        self.used = 0
-        self.images: dict[Path, np.ndarray] = {}
-
-    def get(self, path: Path) -> np.ndarray:
-        from promptseg.image import load_image
-
-        image = self.images.get(path)
-        if image is None:
-            image = load_image(path)
-            if self.used + image.nbytes <= self.budget:
-                self.images[path] = image
-                self.used += image.nbytes
-        return image
 
 
 def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -466,7 +441,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[n
             if len(order[i : i + batch_size]) > 1]
 
 
-def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: _ImageCache,
+def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: DecodedImages,
              rng: np.random.Generator | None, targets: str) -> torch.Tensor:
     backend = scorer._backend
     images = [cache.get(pairs.images[i]) for i in idx]
@@ -483,10 +458,10 @@ def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: _ImageCache,
 
 @torch.no_grad()
 def evaluate(scorer, pairs: CaptionPairs, batch_size: int, targets: str = "captions",
-             cache: _ImageCache | None = None, max_classes: int = 1000) -> dict[str, float]:
+             cache: DecodedImages | None = None, max_classes: int = 1000) -> dict[str, float]:
     """Validation loss (mean over batches in file order) and zero-shot accuracy: each image
     classified among the distinct captions of ``pairs`` (up to ``max_classes``)."""
-    cache = cache or _ImageCache()
+    cache = cache or DecodedImages()
     model = scorer._backend.model
     model.eval()
     losses = [_forward(scorer, pairs, idx, cache, None, targets).item()
@@ -569,14 +544,10 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
     )
     start_epoch, best = 1, {"val_loss": math.inf, "val_accuracy": 0.0}
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        TrainRun.restore_rng(state)
+        start_epoch, best = run.restore(state, model, optimizer, schedule)
     logger.info("train clip: %d/%d parameters train, %d train / %d val pairs",
                 trainable, total, len(train_pairs), len(val_pairs))
-    cache = _ImageCache()
+    cache = DecodedImages()
     rng = np.random.default_rng([config.seed, start_epoch])
     epochs_run = 0
     if state is None:  # epoch 0: where training starts from
@@ -587,14 +558,12 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
             model.train()
             freeze_frozen_batchnorm(model)
-            batches = _batches(len(train_pairs), config.batch_size, rng)
-            task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches), loss="-")
-            losses = []
-            for idx in batches:
-                loss = _forward(scorer, train_pairs, idx, cache, rng if config.augment else None,
-                                config.targets)
-                losses.append(optimizer_step(loss, optimizer, schedule, epoch))
-                bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
+            train_loss = train_epoch(
+                bar, epoch, config.epochs, _batches(len(train_pairs), config.batch_size, rng),
+                lambda idx: _forward(scorer, train_pairs, idx, cache,
+                                     rng if config.augment else None, config.targets),
+                optimizer, schedule,
+            )
             metrics = evaluate(scorer, val_pairs, config.batch_size, config.targets, cache)
             lr = schedule.lr
             schedule.step_epoch(metrics["val_loss"])
@@ -603,7 +572,7 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
                 best = {"val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"]}
                 model.eval()
                 save_clip(scorer, run.out)
-            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **metrics, "lr": lr,
+            record = {"epoch": epoch, "train_loss": train_loss, **metrics, "lr": lr,
                       "best": improved, "seconds": time.perf_counter() - t0}
             run.log(record)
             run.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

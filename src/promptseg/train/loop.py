@@ -18,7 +18,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ __all__ = [
     "quiet_library_bars",
     "seed_everything",
     "count_parameters",
+    "holdout_split",
+    "train_epoch",
+    "DecodedImages",
 ]
 
 SCHEDULERS = ("plateau", "cosine", "constant")
@@ -55,6 +58,23 @@ def seed_everything(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def holdout_split(
+    n: int, fraction: float, seed: int, what: str = "image", min_train: int = 1
+) -> tuple[list[int], list[int]]:
+    """Indices ``(train, val)`` of ``n`` items, ``round(fraction * n)`` of them drawn (seeded)
+    for validation; both lists sorted. An error says what to change when the split would
+    leave no validation item or fewer than ``min_train`` to train on."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n - n_val < min_train:
+        raise InputError(
+            f"cannot hold out {fraction:.0%} of {n} {what}(s) for validation and keep "
+            f"{min_train} to train on; add data, pass --val-data where the command has it, "
+            "or change --val-fraction"
+        )
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -91,7 +111,7 @@ def optimizer_step(
     and the per-batch schedule. Returns the loss as a float."""
     if not torch.isfinite(loss):
         where = f" at epoch {epoch}" if epoch is not None else ""
-        raise PromptsegError(f"the loss became {float(loss)}{where}; lower --lr")
+        raise PromptsegError(f"the loss became {loss.item()}{where}; lower --lr")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -163,6 +183,55 @@ class LrSchedule:
             for group, base, fn in zip(self.optimizer.param_groups, lam.base_lrs,
                                        lam.lr_lambdas, strict=True):
                 group["lr"] = base * fn(lam.last_epoch)
+
+
+def train_epoch(
+    bar: Any, epoch: int, epochs: int, batches: list[Any],
+    loss_of: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer,
+    schedule: LrSchedule | None = None,
+) -> float:
+    """One pass over ``batches``: ``loss_of(batch)`` then :func:`optimizer_step` for each,
+    with a bar row ``epoch i/n`` showing the running mean loss. Returns that mean."""
+    task = bar.add_task(f"epoch {epoch}/{epochs}", total=len(batches), loss="-")
+    losses: list[float] = []
+    for batch in batches:
+        losses.append(optimizer_step(loss_of(batch), optimizer, schedule, epoch))
+        bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
+    return float(np.mean(losses)) if losses else math.nan
+
+
+class DecodedImages:
+    """Images decoded once (RGB uint8) and kept in memory up to ``budget_bytes``; small domain
+    datasets fit, larger ones are decoded again when needed.
+
+    Args:
+        budget_bytes: memory kept for decoded images.
+        size: when given, images are resized (bilinear) to ``size`` x ``size`` first.
+    """
+
+    def __init__(self, budget_bytes: int = 2 << 30, size: int | None = None) -> None:
+        self.budget = int(budget_bytes)
+        self.size = size
+        self.used = 0
+        self.images: dict[Path, np.ndarray] = {}
+
+    def get(self, path: Path) -> np.ndarray:
+        """``(H, W, 3)`` uint8 (``(size, size, 3)`` with ``size``)."""
+        from promptseg.image import load_image
+
+        image = self.images.get(path)
+        if image is None:
+            image = load_image(path)
+            if self.size is not None:
+                from PIL import Image
+
+                pil = Image.fromarray(image).resize((self.size, self.size),
+                                                    Image.Resampling.BILINEAR)
+                image = np.asarray(pil, dtype=np.uint8)
+            if self.used + image.nbytes <= self.budget:
+                self.images[path] = image
+                self.used += image.nbytes
+        return image
 
 
 @contextmanager
@@ -266,6 +335,19 @@ class TrainRun:
         }
         with atomic_write(self.state_path) as tmp:
             torch.save(state, tmp)
+
+    def restore(
+        self, state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        schedule: LrSchedule | None = None,
+    ) -> tuple[int, Any]:
+        """Load a saved ``state`` (from :meth:`load_state`) into the model, optimiser, schedule
+        and random generators; returns ``(first epoch to run, best so far)``."""
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        self.restore_rng(state)
+        return state["epoch"] + 1, state["best"]
 
     @staticmethod
     def restore_rng(state: dict[str, Any]) -> None:

@@ -62,10 +62,10 @@ from promptseg.train.loop import (
     TrainRun,
     count_parameters,
     make_optimizer,
-    optimizer_step,
     progress_bar,
     quiet_library_bars,
     seed_everything,
+    train_epoch,
 )
 
 __all__ = ["SamTrainConfig", "train_sam", "evaluate_sam", "save_sam", "sam_losses"]
@@ -637,14 +637,14 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             rng = np.random.default_rng([config.seed, epoch])
-            batches = _batches(train_idx, config.batch_size, rng)
-            task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches), loss="-")
-            losses: list[float] = []
-            for batch in batches:
-                _train_mode(model, train_encoder)
-                loss = _train_step(seg, embedder, train_ds, batch, rng, config, weights)
-                losses.append(optimizer_step(loss, optimizer, schedule, epoch))
-                bar.update(task, advance=1, loss=f"{np.mean(losses):.4f}")
+
+            def loss_of(batch: list[int], rng: np.random.Generator = rng) -> torch.Tensor:
+                _train_mode(model, train_encoder)  # evaluation between epochs set eval mode
+                return _train_step(seg, embedder, train_ds, batch, rng, config, weights)
+
+            train_loss = train_epoch(bar, epoch, config.epochs,
+                                     _batches(train_idx, config.batch_size, rng), loss_of,
+                                     optimizer, schedule)
             metrics = evaluate_sam(seg, val_ds, val_idx, embedder, weights)
             lr = schedule.lr
             schedule.step_epoch(metrics["val_loss"])
@@ -652,7 +652,7 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
             if improved:
                 best = {"val_loss": metrics["val_loss"], "val_iou": metrics["val_iou"]}
                 save_sam(seg, run.out, processor_files)
-            run.log({"epoch": epoch, "train_loss": float(np.mean(losses)), **metrics, "lr": lr,
+            run.log({"epoch": epoch, "train_loss": train_loss, **metrics, "lr": lr,
                      "best": improved, "seconds": time.perf_counter() - t0})
             run.save_state({
                 "trainable": {n: p.detach().cpu() for n, p in model.named_parameters()
