@@ -5,11 +5,21 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 
-from promptseg.data.shapeworld import ShapeWorldConfig, generate_scene, mosaic
+from promptseg.data.shapeworld import (
+    COLOURS,
+    NOVEL_SHAPES,
+    SHAPES,
+    ShapeWorldConfig,
+    generate_scene,
+    mosaic,
+    object_crop,
+)
 from promptseg.errors import InputError
 from promptseg.eval.shapeworld import (
     _tile_of_mask,
+    crop_naming_accuracy,
     evaluate_on_shapeworld,
     mosaic_accuracy,
 )
@@ -138,3 +148,45 @@ class OracleByShape(OraclePipeline):
                  for text in prompts]
         return Segmentation.from_masks(np.stack(masks), np.ones(len(masks)), range(len(masks)),
                                        prompts)
+
+
+class LookupClip:
+    """A stand-in CLIP: texts embed one-hot by position; a crop embeds as the one-hot of the
+    name ``answer(crop)`` returns (its first text when ``answer`` is None)."""
+
+    def __init__(self, answer=None):
+        self.answer, self.texts = answer, []
+
+    def encode_text(self, texts):
+        self.texts = list(texts)
+        return torch.eye(len(texts))
+
+    def encode_images(self, crops, batch_size=32):
+        rows = [self.texts.index(self.answer(c)) if self.answer else 0 for c in crops]
+        return torch.eye(len(self.texts))[rows]
+
+
+def _visible_objects(n, seed, domain):
+    return [(scene, i) for k in range(n) for scene in [generate_scene(k, seed, "test", domain)]
+            for i, o in enumerate(scene.objects) if not o.thin and o.mask.any()]
+
+
+@pytest.mark.parametrize("domain", ["base", "novel"])
+def test_crop_naming_oracle_and_constant_answer(domain):
+    objects = _visible_objects(5, 2, domain)
+    truth = {_key(object_crop(s, i)): "a " + s.objects[i].shape for s, i in objects}
+    accuracy, count = crop_naming_accuracy(LookupClip(lambda c: truth[_key(c)]), n=5, seed=2,
+                                           domain=domain)
+    assert (accuracy, count) == (1.0, len(objects))
+    # always the first name: right exactly for the objects of the domain's first shape
+    first = (NOVEL_SHAPES if domain == "novel" else SHAPES)[0]
+    accuracy, _ = crop_naming_accuracy(LookupClip(), n=5, seed=2, domain=domain)
+    assert accuracy == sum(s.objects[i].shape == first for s, i in objects) / len(objects)
+
+
+def test_crop_naming_by_colour_and_shape_names_every_pair():
+    clip = LookupClip()
+    crop_naming_accuracy(clip, n=1, seed=0, naming="colour+shape")
+    assert len(clip.texts) == len(COLOURS) * len(SHAPES) and "a red star" in clip.texts
+    with pytest.raises(InputError, match="naming"):
+        crop_naming_accuracy(clip, n=1, naming="colour")
