@@ -45,7 +45,7 @@ MODEL_FILES = (
 # Training settings of the zoo (the commands' defaults follow the papers; these are sized for
 # a small model trained from scratch on 2 CPU cores).
 CLIP_ARGS = [
-    "--epochs", "10", "--batch-size", "128", "--lr", "5e-4", "--scheduler", "cosine",
+    "--epochs", "20", "--batch-size", "128", "--lr", "5e-4", "--scheduler", "cosine",
     "--warmup-steps", "200", "--weight-decay", "0.05", "--seed", "0",
 ]
 SAM_ARGS = [  # [SAM] App. A: AdamW at 8e-4 with warm-up; many prompts per image are cheap
