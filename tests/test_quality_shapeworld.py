@@ -18,14 +18,16 @@ from promptseg.zoo import SHAPEWORLD_SLIP_SETTINGS as ZOO
 
 pytestmark = pytest.mark.slow
 
-# measured on 100 scenes / 100 mosaics (README); asserted on 30 / 30
-SLIP_MIOU_FLOOR = 0.30
-SLIP_SINGLE_FLOOR = 0.40
-SLIP_MOSAIC_FLOOR = 0.50
-# novel domain, crop naming among 6 names (chance 0.17) and mosaics, measured (README)
+# measured on 100 scenes / 100 mosaics (README): mIoU 0.398, single 0.668, mosaics 0.739;
+# on the 30 / 30 asserted here: 0.444, 0.676, 0.788
+SLIP_MIOU_FLOOR = 0.35
+SLIP_SINGLE_FLOOR = 0.55
+SLIP_MOSAIC_FLOOR = 0.65
+# novel domain, 40 scenes / mosaics (seed 7), measured: crop naming among 6 names (chance
+# 0.17) 0.131 -> 0.883 (145 crops); mosaics with crop:0.2 0.233 -> 0.547 (86 prompts)
 NOVEL_NAMING_BEFORE_CEILING = 0.30
-NOVEL_NAMING_GAIN = 0.30
-NOVEL_MOSAIC_GAIN = 0.05
+NOVEL_NAMING_GAIN = 0.50
+NOVEL_MOSAIC_GAIN = 0.15
 
 
 @pytest.fixture(scope="module")
