@@ -48,6 +48,24 @@ def test_nested_masks_are_both_kept_unchanged():
     assert not out.changed.any()
 
 
+def test_remnant_that_becomes_a_duplicate_is_merged():
+    # a mask of two objects holds `a` whole (nested) and half of `b` (partial); once b's half
+    # is cut away what is left is `a` again, a second copy that must not survive
+    a = _rect(30, 30, 0, 10, 0, 10)
+    b = _rect(30, 30, 15, 25, 0, 10)
+    both = a | _rect(30, 30, 15, 20, 0, 10)
+    out = separate_overlaps(np.stack([a, b, both]), np.array([0.9, 0.8, 0.7]))
+    assert out.index.tolist() == [0, 1]
+    np.testing.assert_array_equal(out.masks[0], a)
+    np.testing.assert_array_equal(out.masks[1], b)
+    np.testing.assert_array_equal(out.masks.any(0), a | b | both)
+    # a remnant that is still more than a duplicate stays
+    wider = a | _rect(30, 30, 15, 20, 0, 10) | _rect(30, 30, 0, 10, 12, 16)
+    out = separate_overlaps(np.stack([a, b, wider]), np.array([0.9, 0.8, 0.7]))
+    assert out.index.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(out.masks[2], wider & ~b)
+
+
 def test_union_is_preserved_on_random_masks():
     rng = np.random.default_rng(0)
     masks = np.zeros((30, 40, 40), bool)

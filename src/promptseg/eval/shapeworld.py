@@ -292,7 +292,7 @@ def finetune_on_novel_domain(
     The defaults are not [SLIP]'s (Table 1: 1e-4 with a plateau schedule, for a CLIP
     pretrained on 400 M pairs): they are the zoo CLIP's own recipe (5e-4, cosine), as a small
     CLIP trained from scratch needs. With them, :func:`crop_naming_accuracy` by shape name on
-    100 novel test scenes went from 0.16 to 0.91 (285 s on 2 CPU cores; README, "Quality on
+    100 novel test scenes went from 0.16 to 0.91 (under 5 min on 2 CPU cores; README, "Quality on
     ShapeWorld"); with [SLIP]'s 1e-4, 600 scenes and 6 epochs it reached 0.52 (60 scenes,
     the previous 10-epoch zoo CLIP).
 

@@ -17,7 +17,12 @@ nested, partial) is judged on the two proposals as SAM produced them:
 3. **Partial overlap** (any other non-empty intersection): the shared pixels stay with the
    better proposal and are removed from this one, so the two become disjoint.
 
-A proposal left with no pixels is dropped. With ``min_area = 0`` the union of all masks is
+A proposal that lost pixels to partial overlaps is compared once more, as what is left of
+it, with the proposals kept before it: a remnant that is now a duplicate of one of them
+(IoU >= ``duplicate_iou``) is merged into it as in 1. (A mask of several objects is "nested"
+around each object it holds whole and "partial" with the rest; once the rest is cut away, it
+would otherwise stay as a second copy of that object.) A proposal left with no pixels is
+dropped. With ``min_area = 0`` the union of all masks is
 unchanged (no pixel is lost): merged duplicates add their pixels to the keeper, and shared
 pixels of partial overlaps stay in the keeper. ``min_area > 0`` also drops proposals left
 smaller than that (their pixels may then be lost; off by default).
@@ -141,6 +146,18 @@ def separate_overlaps(
             if areas[i] == 0:
                 break
             boxes[i] = masks_to_boxes(work[i][None])[0]
+        if not merged and changed[i] and areas[i] > 0:
+            # 4. a remnant that became a duplicate of a kept proposal is merged into it
+            for k in kept:
+                inter = shared_pixels(work[i], work[k], boxes[i], boxes[k])
+                if inter and inter / (areas[i] + areas[k] - inter) >= config.duplicate_iou:
+                    before = areas[k]
+                    work[k] |= work[i]
+                    areas[k] = int(work[k].sum())
+                    boxes[k] = _box_union(boxes[k], boxes[i])
+                    changed[k] = changed[k] or areas[k] != before
+                    merged = True
+                    break
         if merged or areas[i] == 0 or areas[i] < config.min_area:
             continue
         kept.append(int(i))
