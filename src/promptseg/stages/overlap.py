@@ -122,11 +122,7 @@ def separate_overlaps(
                 continue
             if inter / (orig_areas[i] + orig_areas[k] - inter) >= config.duplicate_iou:
                 # 1. duplicate: the keeper takes the union, this one goes
-                before = areas[k]
-                work[k] |= work[i]
-                areas[k] = int(work[k].sum())
-                boxes[k] = _box_union(boxes[k], boxes[i])
-                changed[k] = changed[k] or areas[k] != before
+                _merge(work, areas, boxes, changed, keeper=k, dropped=i)
                 merged = True
                 break
             if inter / min(orig_areas[i], orig_areas[k]) >= config.containment:
@@ -151,11 +147,7 @@ def separate_overlaps(
             for k in kept:
                 inter = shared_pixels(work[i], work[k], boxes[i], boxes[k])
                 if inter and inter / (areas[i] + areas[k] - inter) >= config.duplicate_iou:
-                    before = areas[k]
-                    work[k] |= work[i]
-                    areas[k] = int(work[k].sum())
-                    boxes[k] = _box_union(boxes[k], boxes[i])
-                    changed[k] = changed[k] or areas[k] != before
+                    _merge(work, areas, boxes, changed, keeper=k, dropped=i)
                     merged = True
                     break
         if merged or areas[i] == 0 or areas[i] < config.min_area:
@@ -180,6 +172,15 @@ def box_intersection(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int] 
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
+
+
+def _merge(work, areas, boxes, changed, keeper: int, dropped: int) -> None:
+    """The keeper takes the union of its pixels and the dropped proposal's (in place)."""
+    before = areas[keeper]
+    work[keeper] |= work[dropped]
+    areas[keeper] = int(work[keeper].sum())
+    boxes[keeper] = _box_union(boxes[keeper], boxes[dropped])
+    changed[keeper] = changed[keeper] or areas[keeper] != before
 
 
 def _box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
