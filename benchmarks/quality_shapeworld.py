@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _report import table  # noqa: E402
 
+from promptseg._io import atomic_write  # noqa: E402
+from promptseg.errors import PromptsegError  # noqa: E402
 from promptseg.eval.shapeworld import (  # noqa: E402
     crop_naming_accuracy,
     evaluate_on_shapeworld,
@@ -106,8 +108,8 @@ def main() -> None:
     if args.novel:
         figures["novel"] = novel_domain(args, options, slip_protocol, mosaics)
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(figures, f, indent=2, default=str)
+        with atomic_write(args.json_out) as tmp:  # never a half-written file
+            tmp.write_text(json.dumps(figures, indent=2, default=str) + "\n")
 
 
 NOVEL_VISUAL_PROMPTS = ("black", "crop:0.2")
@@ -184,4 +186,7 @@ def calibrate(args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PromptsegError as exc:  # bad settings or a missing model: one line, no traceback
+        raise SystemExit(f"quality_shapeworld: error: {exc}") from None

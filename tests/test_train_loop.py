@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -106,3 +107,11 @@ def test_train_run_restores_model_optimizer_and_epoch(tmp_path):
     assert (start, best) == (4, 0.5)
     assert torch.equal(fresh.weight, model.weight)
     assert fresh_opt.state_dict()["state"][0]["step"] == 1
+
+
+def test_train_run_folder_appears_with_the_first_record(tmp_path):
+    run = TrainRun(tmp_path / "run", {"lr": 0.1})
+    assert not (tmp_path / "run").exists()  # a run that fails on its inputs leaves nothing
+    run.log({"epoch": 0, "val_loss": 1.0})
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text()) == {"lr": 0.1}
+    assert run.metrics() == [{"epoch": 0, "val_loss": 1.0}]

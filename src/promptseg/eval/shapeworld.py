@@ -228,7 +228,7 @@ def mosaic_accuracy(
 def crop_naming_accuracy(
     clip, n: int = 100, seed: int = 0, split: str = "test", domain: str = "base",
     naming: str = "shape", background: str = "context", margin: float = 0.15,
-    batch_size: int = 64, progress: bool = False,
+    batch_size: int = 64, device: str = "cpu", progress: bool = False,
 ) -> tuple[float, int]:
     """CLIP alone: zero-shot naming of the objects of ``n`` scenes, given perfect segments.
 
@@ -243,6 +243,7 @@ def crop_naming_accuracy(
     Args:
         clip: a :class:`~promptseg.models.clip.ClipScorer`, or an id or folder that
             :func:`~promptseg.models.load_clip` loads (zoo ids included).
+        device: where an id or folder is loaded (``cpu``, ``cuda``, ``auto``, ...).
 
     Returns:
         ``(accuracy, objects)``.
@@ -253,7 +254,7 @@ def crop_naming_accuracy(
     if naming not in ("colour+shape", "shape"):
         raise InputError(f"naming must be 'colour+shape' or 'shape', got {naming!r}")
     if isinstance(clip, (str, Path)):
-        clip = load_clip(clip, device="cpu")
+        clip = load_clip(clip, device=device)
     shapes = NOVEL_SHAPES if domain == "novel" else SHAPES
     if naming == "shape":
         names = list(shapes)
@@ -292,9 +293,9 @@ def finetune_on_novel_domain(
     The defaults are not [SLIP]'s (Table 1: 1e-4 with a plateau schedule, for a CLIP
     pretrained on 400 M pairs): they are the zoo CLIP's own recipe (5e-4, cosine), as a small
     CLIP trained from scratch needs. With them, :func:`crop_naming_accuracy` by shape name on
-    100 novel test scenes went from 0.16 to 0.91 (under 5 min on 2 CPU cores; README, "Quality on
-    ShapeWorld"); with [SLIP]'s 1e-4, 600 scenes and 6 epochs it reached 0.52 (60 scenes,
-    the previous 10-epoch zoo CLIP).
+    100 novel test scenes went from 0.16 to 0.91 (under 5 min on 2 CPU cores; README,
+    "Quality on ShapeWorld"); with [SLIP]'s 1e-4, 600 scenes and 6 epochs it reached 0.52
+    (60 scenes, the previous 10-epoch zoo CLIP).
 
     Returns:
         The run folder (a CLIP folder for ``load_clip`` / ``--clip``).

@@ -22,9 +22,9 @@ it, with the proposals kept before it: a remnant that is now a duplicate of one 
 (IoU >= ``duplicate_iou``) is merged into it as in 1. (A mask of several objects is "nested"
 around each object it holds whole and "partial" with the rest; once the rest is cut away, it
 would otherwise stay as a second copy of that object.) A proposal left with no pixels is
-dropped. With ``min_area = 0`` the union of all masks is
-unchanged (no pixel is lost): merged duplicates add their pixels to the keeper, and shared
-pixels of partial overlaps stay in the keeper. ``min_area > 0`` also drops proposals left
+dropped. With ``min_area = 0`` the union of all masks is unchanged (no pixel is lost):
+merged duplicates add their pixels to the keeper, and shared pixels of partial overlaps stay
+in the keeper. ``min_area > 0`` also drops proposals left
 smaller than that (their pixels may then be lost; off by default).
 """
 

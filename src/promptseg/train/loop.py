@@ -4,7 +4,8 @@ optimiser and learning-rate schedule, progress bars and seeding.
 A run folder ``OUT`` is, at every moment, a model folder the registry loads (the best
 weights so far, saved by the command's ``save_model``) plus the files a run needs:
 
-- ``train_config.json``: the command's configuration, written when the run starts;
+- ``train_config.json``: the command's configuration, written with the first epoch's record
+  (a run that fails before it, on a bad model id or bad data, leaves no folder behind);
 - ``metrics.jsonl``: one JSON object per line, one per epoch (``epoch``, ``train_loss``,
   ``val_loss``, ``lr``, ``seconds``, ...), appended as the run goes;
 - ``train_state.pt``: the last epoch's full state (weights, optimiser, scheduler, epoch,
@@ -289,7 +290,7 @@ class TrainRun:
     """The output folder of one training run: configuration, metrics log and resume state.
 
     Args:
-        out: the run folder (created).
+        out: the run folder, created by the first :meth:`log` or :meth:`save_state`.
         config: the command's configuration, stored as ``train_config.json``.
         resume: continue from ``train_state.pt`` when it exists. Without it, a folder that
             already holds a run is an error rather than silently overwritten.
@@ -306,11 +307,19 @@ class TrainRun:
                 f"{self.out} already holds a training run; pass --resume to continue it, or "
                 "choose another --out folder"
             )
-        self.out.mkdir(parents=True, exist_ok=True)
         self.config = to_jsonable(config)
+        self._written = False
+        self.started = time.perf_counter()
+
+    def _write_config(self) -> None:
+        # deferred to the first record, so that a run failing on its inputs (an unknown model,
+        # unreadable data) leaves no half-made folder behind
+        if self._written:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.out / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(self.config, indent=2) + "\n")
-        self.started = time.perf_counter()
+        self._written = True
 
     @property
     def state_path(self) -> Path:
@@ -327,6 +336,7 @@ class TrainRun:
 
     def save_state(self, state: dict[str, Any]) -> None:
         """Write the resume state atomically (weights, optimiser, scheduler, epoch, ...)."""
+        self._write_config()
         state = dict(state)
         state["rng"] = {
             "python": random.getstate(),
@@ -359,6 +369,7 @@ class TrainRun:
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one line to ``metrics.jsonl``."""
+        self._write_config()
         with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(to_jsonable(record)) + "\n")
 
