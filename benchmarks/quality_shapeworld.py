@@ -39,7 +39,6 @@ from promptseg.eval.shapeworld import (  # noqa: E402
     mosaic_accuracy,
 )
 from promptseg.pipelines import load_pipeline  # noqa: E402
-from promptseg.zoo import zoo_settings  # noqa: E402
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -82,27 +81,28 @@ def main() -> None:
     if args.calibrate:
         calibrate(args)
         return
-    # the zoo's settings (promptseg.zoo.SHAPEWORLD_SLIP_SETTINGS) unless --set overrides them
-    options = {**zoo_settings(args.pipeline, args.clip, args.sam), **parse_sets(args.sets)}
+    # the settings the model folders recommend apply by themselves; --set overrides them
+    options = parse_sets(args.sets)
     mosaics = args.mosaics or args.n
 
     pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
                          **options)
     report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, progress=True)
     rows = [(what, fmt(value), count) for what, value, count in report.rows()]
-    settings = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+    applied = {**pipe.model_settings.get("applied", {}), **options}
+    settings = ", ".join(f"{k}={v}" for k, v in applied.items()) or "defaults"
     print(table(f"{args.pipeline} on {args.n} ShapeWorld test scenes (seed {args.seed}; "
                 f"{args.clip} + {args.sam}; {settings}; {report.seconds:.0f} s)",
                 ("what", "value", "prompts"), rows))
     # [SLIP] takes the most similar segment whatever its score: no threshold in its protocol
-    slip_protocol = {"threshold": None} if "threshold" in options else {}
+    slip_protocol = {"threshold": None} if getattr(pipe.config, "threshold", None) else {}
     accuracy, trials = mosaic_accuracy(pipe, n=mosaics, seed=args.seed, progress=True,
                                        **slip_protocol)
     print(table(f"SLIP protocol: 2x2 mosaics of single-object scenes ({mosaics} mosaics; the "
                 "most similar segment, no threshold)",
                 ("domain", "CLIP", "accuracy", "trials"),
                 [("base", args.clip, fmt(accuracy), trials)]))
-    figures = {"pipeline": args.pipeline, "options": options, "scenes": report.to_dict(),
+    figures = {"pipeline": args.pipeline, "options": applied, "scenes": report.to_dict(),
                "mosaic": {"base": {"accuracy": accuracy, "trials": trials}}}
 
     if args.novel:
@@ -172,7 +172,8 @@ def calibrate(args) -> None:
     for pred_iou in (0.4, 0.6, 0.75):
         for stability in (0.75, 0.85, 0.92):
             pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
-                                 pred_iou_thresh=pred_iou, stability_score_thresh=stability)
+                                 pred_iou_thresh=pred_iou, stability_score_thresh=stability,
+                                 threshold=None)
             report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, split="val",
                                             progress=True)
             for threshold in (0.0, 0.2, 0.25, 0.3, 0.35, 0.4):

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from promptseg.models.settings import SETTINGS_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "promptseg" / "zoo" / "shapeworld"
 MODEL_FILES = (
@@ -71,10 +73,21 @@ def best_epoch(run_dir: Path) -> dict:
 
 
 def install(run_dir: Path, target: Path) -> int:
-    """Copy the model files of a run into the zoo; returns their size in bytes."""
+    """Copy the model files of a run into the zoo; returns their size in bytes.
+
+    The zoo's ``promptseg_settings.json`` (calibrated on ShapeWorld by
+    ``benchmarks/quality_shapeworld.py --calibrate``) is kept; a model new to the zoo takes
+    the one its training run measured on the validation split.
+    """
+    settings = target / SETTINGS_FILE
+    kept = settings.read_bytes() if settings.is_file() else None
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    if kept is not None:
+        settings.write_bytes(kept)
+    elif (run_dir / SETTINGS_FILE).is_file():
+        shutil.copy2(run_dir / SETTINGS_FILE, settings)
     size = 0
     for name in MODEL_FILES:
         if (run_dir / name).is_file():

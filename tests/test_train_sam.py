@@ -275,3 +275,38 @@ def test_from_config_uses_the_reference_fourier_scale(tmp_path):
     assert matrix is seg.model.prompt_encoder.shared_embedding.positional_embedding
     assert 0.5 < float(matrix.std()) < 1.5
     assert json.loads(cfg.read_text())["model_type"] == "sam"
+
+
+# ---------------------------------------------------------------------- filter settings
+def test_recommend_filters_quantile_floor_and_cap():
+    from promptseg.train.sam import recommend_filters
+
+    scores = np.linspace(0.5, 0.99, 50)  # the 10% quantile is 0.549
+    rec = recommend_filters(scores, np.full(50, 0.99))
+    assert rec == {"pred_iou_thresh": 0.54, "stability_score_thresh": 0.95}  # capped at SAM's
+    assert recommend_filters([0.3, np.nan], [0.7])["pred_iou_thresh"] == 0.3
+    empty = recommend_filters([], [])
+    assert all(np.isnan(v) for v in empty.values())
+
+
+def test_trained_folder_carries_its_measured_filters(trained_from_config, tiny_hf_clip_dir):
+    from promptseg.models.settings import read_model_settings
+    from promptseg.pipelines.slip import SlipPipeline
+
+    out, _ = trained_from_config
+    records = _metrics(out)
+    best = [r for r in records[1:] if r["best"]][-1]
+    settings = read_model_settings(out)
+    assert np.isfinite(best["pred_iou_thresh"]), "no good validation mask: nothing to test"
+    filters = settings["*"]
+    assert filters["pred_iou_thresh"] == pytest.approx(best["pred_iou_thresh"])
+    assert filters["stability_score_thresh"] == pytest.approx(best["stability_score_thresh"])
+    assert filters["pred_iou_thresh"] < 0.88  # a tiny SAM's good masks score lower
+    assert 0 <= filters["stability_score_thresh"] <= 0.95
+
+    registry.clear_cache()
+    pipe = SlipPipeline(sam=str(out), clip=str(tiny_hf_clip_dir), device="cpu")
+    assert pipe.config.mask_generation.pred_iou_thresh == filters["pred_iou_thresh"]
+    assert pipe.model_settings["origin"]["pred_iou_thresh"] == str(out)
+    registry.clear_cache()
+

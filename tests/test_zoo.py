@@ -76,3 +76,49 @@ def test_demo_command_runs_offline_and_scores(tmp_path, capsys):
 def test_demo_bad_input_is_one_line_error(tmp_path, bad, capsys):
     assert main([*bad, "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_segment_on_the_zoo_gives_the_demos_answers(tmp_path):
+    """The zoo folders carry their settings: promptseg.segment with nothing but the model ids
+    answers as the demo does (issue 17: it used to run SAM ViT-H's filters and drop masks)."""
+    import promptseg
+    from promptseg.demo import choose_prompts, run_demo
+    from promptseg.zoo import SHAPEWORLD_SLIP_SETTINGS
+
+    result = run_demo(tmp_path / "demo", seed=0, device="cpu")
+    scene = generate_scene(0, seed=0, split="test")
+    prompts = [p.text for p in choose_prompts(scene, 5)]
+    assert prompts == [row["prompt"] for row in result.rows]
+    seg = promptseg.segment(scene.image, prompts, clip="shapeworld/clip", sam="shapeworld/sam",
+                            device="cpu")
+    for q, row in enumerate(result.rows):
+        mine = seg.for_prompt(q)
+        assert len(mine) == row["masks"]
+        assert int(mine.masks.any(axis=0).sum()) == row["predicted_pixels"]
+    applied = seg.meta["model_settings"]["applied"]
+    assert applied == SHAPEWORLD_SLIP_SETTINGS
+    assert seg.meta["model_settings"]["origin"] == {
+        "pred_iou_thresh": "shapeworld/sam", "stability_score_thresh": "shapeworld/sam",
+        "threshold": "shapeworld/clip"}
+    assert seg.meta["config"]["mask_generation"]["pred_iou_thresh"] == 0.6
+    assert any(row["masks"] for row in result.rows)
+
+
+def test_explicit_options_win_over_the_zoo_settings():
+    import promptseg
+    from promptseg.pipelines.slip import SlipConfig
+
+    pipe = promptseg.load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam",
+                                   device="cpu", pred_iou_thresh=0.7, threshold=None)
+    assert pipe.config.mask_generation.pred_iou_thresh == 0.7
+    assert pipe.config.threshold is None
+    assert pipe.config.mask_generation.stability_score_thresh == 0.85
+    assert pipe.model_settings["applied"] == {"stability_score_thresh": 0.85}
+    # a config object: fields unlike the defaults count as the user's
+    config = SlipConfig(clip="shapeworld/clip", sam="shapeworld/sam", threshold=0.2)
+    pipe = promptseg.load_pipeline("slip", config=config, device="cpu")
+    assert pipe.config.threshold == 0.2
+    assert pipe.config.mask_generation.pred_iou_thresh == 0.6
+    off = promptseg.load_pipeline("slip", clip="shapeworld/clip", sam="shapeworld/sam",
+                                  device="cpu", use_model_settings=False)
+    assert off.config.mask_generation.pred_iou_thresh == 0.88 and off.model_settings == {}

@@ -41,7 +41,9 @@ def field_help(cls: type) -> dict[str, str]:
 
 def _shorten(text: str, limit: int = 160) -> str:
     """The first sentence, at most ``limit`` characters (``--help`` stays readable)."""
-    text = text.replace("``", "").split(". ")[0].rstrip(".")
+    text = text.replace("``", "")
+    # the first sentence ends at ". ", but not inside "e.g. " or "i.e. "
+    text = re.split(r"(?<!\be\.g)(?<!\bi\.e)\. ", text)[0].rstrip(".")
     return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 

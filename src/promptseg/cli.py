@@ -15,25 +15,24 @@ from typing import Annotated
 
 import typer
 
+from promptseg._cli_help import PanelCommand, new_app
 from promptseg.errors import InputError, PromptsegError
 
-app = typer.Typer(
-    name="promptseg",
-    help="Segment what a sentence names: image + text prompts in, masks, scores and boxes out.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-convert_app = typer.Typer(help="Convert official checkpoints to folders promptseg loads.",
-                          no_args_is_help=True)
+ABOUT = "Segment what a sentence names: image + text prompts in, masks, scores and boxes out."
+app = new_app(ABOUT, name="promptseg", add_completion=False, pretty_exceptions_enable=False)
+convert_app = new_app("Convert official checkpoints to folders promptseg loads.")
 app.add_typer(convert_app, name="convert")
-train_app = typer.Typer(
-    help="Train or fine-tune models on your data (CLIP contrastive, SAM masks, autoencoder).",
-    no_args_is_help=True,
+train_app = new_app(
+    "Train or fine-tune models on your data (CLIP contrastive, SAM masks, autoencoder)."
 )
 app.add_typer(train_app, name="train")
-data_app = typer.Typer(help="Generate datasets (ShapeWorld).", no_args_is_help=True)
+data_app = new_app("Generate datasets (ShapeWorld).")
 app.add_typer(data_app, name="data")
+
+#: the sections of ``segment --help``
+MODELS, SELECTION, PROPOSALS, OUTPUT = "Models", "Selection", "SAM proposals", "Output"
+#: how help marks a default that a model folder's promptseg_settings.json may replace
+BY_MODEL = "or the model's"
 
 
 def _version(value: bool) -> None:
@@ -50,6 +49,7 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Segment what a sentence names: image + text prompts in, masks, scores and boxes out."""
+
 
 FORMATS = ("png", "coco", "overlay")
 DEFAULT_OUT = "promptseg-out"
@@ -119,35 +119,74 @@ def _write_outputs(seg, image, folder: Path, formats: list[str], file_name: str)
     return written
 
 
-@app.command()
+@app.command(cls=PanelCommand)
 def segment(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.",
-                                                 show_default=False)],
-    prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Text prompt; repeat.")],
-    method: Annotated[str, typer.Option(help="Pipeline: see `promptseg methods`.")] = "slip",
-    clip: Annotated[str | None, typer.Option(help="CLIP id or folder.")] = None,
-    sam: Annotated[str | None, typer.Option(help="SAM-family id, folder or .pth.")] = None,
+    images: Annotated[list[Path], typer.Argument(
+        help="Image files or folders of images.", metavar="IMAGE", show_default=False)],
+    prompt: Annotated[list[str], typer.Option(
+        "--prompt", "-p", metavar="TEXT", help="Text prompt; repeat for several.")],
+    method: Annotated[str, typer.Option(
+        help="Pipeline: see `promptseg methods`.", rich_help_panel=MODELS)] = "slip",
+    clip: Annotated[str | None, typer.Option(
+        metavar="ID", help="CLIP id or folder [default: the method's].",
+        rich_help_panel=MODELS)] = None,
+    sam: Annotated[str | None, typer.Option(
+        metavar="ID", help="SAM-family id, folder or .pth [default: the method's].",
+        rich_help_panel=MODELS)] = None,
+    device: Annotated[str, typer.Option(
+        help="auto, cpu, cuda or mps.", rich_help_panel=MODELS)] = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="fp32, fp16 or bf16.", rich_help_panel=MODELS)] = "fp32",
+    model_settings: Annotated[bool, typer.Option(
+        help="Apply the settings a model folder recommends (promptseg_settings.json); "
+        "options given here win.", rich_help_panel=MODELS)] = True,
+    threshold: Annotated[float | None, typer.Option(
+        help=f"Minimum score of a mask, in --score-mode units [default: none, {BY_MODEL}].",
+        rich_help_panel=SELECTION)] = None,
+    output: Annotated[str | None, typer.Option(
+        metavar="MODE", help="best, all or label [default: best].",
+        rich_help_panel=SELECTION)] = None,
+    background: Annotated[list[str] | None, typer.Option(
+        metavar="TEXT", help="Background prompt; repeat for several.",
+        rich_help_panel=SELECTION)] = None,
+    visual_prompt: Annotated[str | None, typer.Option(
+        metavar="SPEC", help="How CLIP sees a segment: black, crop, crop:0.2, black+crop... "
+        "[default: black].", rich_help_panel=SELECTION)] = None,
+    crop_margin: Annotated[float | None, typer.Option(
+        help="Context around crops, a fraction of the box [default: 0].",
+        rich_help_panel=SELECTION)] = None,
+    score_mode: Annotated[str | None, typer.Option(
+        metavar="MODE", help="cosine or softmax [default: cosine].",
+        rich_help_panel=SELECTION)] = None,
+    points_per_side: Annotated[int | None, typer.Option(
+        help=f"Point grid side [default: 32, {BY_MODEL}].", rich_help_panel=PROPOSALS)] = None,
+    pred_iou_thresh: Annotated[float | None, typer.Option(
+        help=f"Predicted-IoU filter [default: 0.88, {BY_MODEL}].",
+        rich_help_panel=PROPOSALS)] = None,
+    stability_score_thresh: Annotated[float | None, typer.Option(
+        help=f"Stability filter [default: 0.95, {BY_MODEL}].",
+        rich_help_panel=PROPOSALS)] = None,
+    box_nms_thresh: Annotated[float | None, typer.Option(
+        help=f"Box NMS IoU [default: 0.7, {BY_MODEL}].", rich_help_panel=PROPOSALS)] = None,
+    crop_n_layers: Annotated[int | None, typer.Option(
+        help=f"Crop layers [default: 0, {BY_MODEL}].", rich_help_panel=PROPOSALS)] = None,
+    min_mask_region_area: Annotated[int | None, typer.Option(
+        help=f"Fill holes and drop islands below this many pixels [default: 0, {BY_MODEL}].",
+        rich_help_panel=PROPOSALS)] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Output folder (default: promptseg-out, or none with --json).")] = None,
-    format: Annotated[str, typer.Option("--format", help="png,coco,overlay")] = "png,coco,overlay",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="fp32, fp16, bf16.")] = "fp32",
-    threshold: Annotated[float | None, typer.Option(help="Minimum score of a mask.")] = None,
-    output: Annotated[str | None, typer.Option(help="best, all or label.")] = None,
-    background: Annotated[list[str] | None, typer.Option(help="Background prompt; repeat.")] = None,
-    visual_prompt: Annotated[str | None, typer.Option(help="e.g. black, black+crop.")] = None,
-    score_mode: Annotated[str | None, typer.Option(help="cosine or softmax.")] = None,
-    points_per_side: Annotated[int | None, typer.Option(help="SAM point grid size.")] = None,
-    pred_iou_thresh: Annotated[float | None, typer.Option(help="SAM IoU filter (0.88).")] = None,
-    stability_score_thresh: Annotated[float | None, typer.Option(help="(0.95)")] = None,
-    box_nms_thresh: Annotated[float | None, typer.Option(help="NMS IoU (0.7).")] = None,
-    crop_n_layers: Annotated[int | None, typer.Option(help="SAM crop layers (0).")] = None,
-    min_mask_region_area: Annotated[int | None, typer.Option(help="Pixels (0).")] = None,
-    crop_margin: Annotated[float | None, typer.Option(help="Context around crops.")] = None,
-    max_pixels: Annotated[int, typer.Option(help="Refuse larger images.")] = 50_000_000,
-    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
-    masks_in_json: Annotated[bool, typer.Option(help="Include RLE masks in --json.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        help=f"Output folder [default: {DEFAULT_OUT}; none with --json].",
+        rich_help_panel=OUTPUT)] = None,
+    format: Annotated[str, typer.Option(
+        "--format", metavar="LIST", help="Comma list of png, coco, overlay.",
+        rich_help_panel=OUTPUT)] = "png,coco,overlay",
+    max_pixels: Annotated[int, typer.Option(
+        help="Refuse larger images.", rich_help_panel=OUTPUT)] = 50_000_000,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print results as JSON.", rich_help_panel=OUTPUT)] = False,
+    masks_in_json: Annotated[bool, typer.Option(
+        help="Include RLE masks in --json.", rich_help_panel=OUTPUT)] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Segment PROMPTs in each IMAGE and write masks, COCO JSON and an overlay to --out."""
     from rich.progress import Progress
@@ -165,6 +204,7 @@ def segment(
         "stability_score_thresh": stability_score_thresh, "crop_n_layers": crop_n_layers,
         "min_mask_region_area": min_mask_region_area, "box_nms_thresh": box_nms_thresh,
         "crop_margin": crop_margin, "max_pixels": max_pixels,
+        "use_model_settings": None if model_settings else False,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:
@@ -204,7 +244,7 @@ def segment(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@app.command()
+@app.command(cls=PanelCommand)
 def models(
     family: Annotated[str | None, typer.Option(help="clip or sam.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -232,7 +272,7 @@ def models(
     Console().print(table)
 
 
-@app.command()
+@app.command(cls=PanelCommand)
 def methods() -> None:
     """List the pipelines (--method values)."""
     from promptseg.pipelines import list_pipelines
@@ -241,7 +281,7 @@ def methods() -> None:
         typer.echo(name)
 
 
-@convert_app.command("sam")
+@convert_app.command("sam", cls=PanelCommand)
 def convert_sam(
     checkpoint: Annotated[Path, typer.Argument(help="Official segment_anything .pth file.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write (transformers format).")],
@@ -259,53 +299,58 @@ def _print_summary(summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-def _run_train_clip(config) -> None:
-    from promptseg.train.clip import train_clip
+#: ``promptseg train NAME``: (config class in promptseg.train.config, trainer module, help)
+TRAIN_COMMANDS = {
+    "clip": (
+        "ClipTrainConfig", "promptseg.train.clip:train_clip",
+        "Contrastive fine-tuning of a CLIP (transformers or OpenCLIP) on image-caption pairs "
+        "(CSV, JSONL or COCO captions); --from-config starts from random weights, "
+        "--image-backbone + --text-encoder builds one from parts (timm + transformers). The "
+        "--out folder loads like any model: --clip OUT.",
+    ),
+    "sam": (
+        "SamTrainConfig", "promptseg.train.sam:train_sam",
+        "Fine-tune a SAM-family model on COCO instance masks from box and point prompts "
+        "(BCE + dice); the image encoder is frozen unless --train-image-encoder or "
+        "--from-config. The --out folder loads like any model: --sam OUT, with the "
+        "proposal filters measured on the validation split (promptseg_settings.json).",
+    ),
+    "autoencoder": (
+        "AutoencoderTrainConfig", "promptseg.train.autoencoder:train_autoencoder",
+        "Pretrain a CLIP image backbone (any timm architecture) as an autoencoder on domain "
+        "images (a folder, caption file or COCO JSON; MSE, Adam 1e-3, as [LVLM]). Start a "
+        "CLIP from it: train clip --image-backbone B --text-encoder T --image-init OUT.",
+    ),
+}
 
-    _print_summary(train_clip(config))
 
+def _trainer(target: str):
+    """``run(config)`` for a ``module:function`` trainer, imported only when it runs."""
 
-def _run_train_sam(config) -> None:
-    from promptseg.train.sam import train_sam
+    def run(config) -> None:
+        import importlib
 
-    _print_summary(train_sam(config))
+        module, function = target.split(":")
+        summary = getattr(importlib.import_module(module), function)(config)
+        _print_summary(summary)
 
-
-def _run_train_autoencoder(config) -> None:
-    from promptseg.train.autoencoder import train_autoencoder
-
-    _print_summary(train_autoencoder(config))
+    return run
 
 
 def _register_train_commands() -> None:
     from promptseg._cli_options import command_from_config
-    from promptseg.train.config import AutoencoderTrainConfig, ClipTrainConfig, SamTrainConfig
+    from promptseg.train import config as train_config
 
-    train_app.command(
-        "clip",
-        help="Contrastive fine-tuning of a CLIP (transformers or OpenCLIP) on image-caption "
-        "pairs (CSV, JSONL or COCO captions); --from-config starts from random weights, "
-        "--image-backbone + --text-encoder builds one from parts (timm + transformers). The "
-        "--out folder loads like any model: --clip OUT.",
-    )(command_from_config(ClipTrainConfig, _run_train_clip, arguments=("data",)))
-    train_app.command(
-        "sam",
-        help="Fine-tune a SAM-family model on COCO instance masks from box and point prompts "
-        "(BCE + dice); the image encoder is frozen unless --train-image-encoder or "
-        "--from-config. The --out folder loads like any model: --sam OUT.",
-    )(command_from_config(SamTrainConfig, _run_train_sam, arguments=("data",)))
-    train_app.command(
-        "autoencoder",
-        help="Pretrain a CLIP image backbone (any timm architecture) as an autoencoder on "
-        "domain images (a folder, caption file or COCO JSON; MSE, Adam 1e-3, as [LVLM]). Start "
-        "a CLIP from it: train clip --image-backbone B --text-encoder T --image-init OUT.",
-    )(command_from_config(AutoencoderTrainConfig, _run_train_autoencoder, arguments=("data",)))
+    for name, (config_name, target, help_text) in TRAIN_COMMANDS.items():
+        command = command_from_config(getattr(train_config, config_name), _trainer(target),
+                                      arguments=("data",))
+        train_app.command(name, help=help_text, cls=PanelCommand)(command)
 
 
 _register_train_commands()
 
 
-@data_app.command("shapeworld")
+@data_app.command("shapeworld", cls=PanelCommand)
 def data_shapeworld(
     out: Annotated[Path, typer.Option(help="Folder to write (splits can share one).")],
     n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 1000,
@@ -329,7 +374,7 @@ def data_shapeworld(
         typer.echo(f"{kind}: {path}")
 
 
-@app.command()
+@app.command(cls=PanelCommand)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for scene.png, overlay.png, demo.json.")] = Path(
         "promptseg-demo"),
@@ -343,7 +388,10 @@ def demo(
     domain: Annotated[str, typer.Option(help="base, or novel (invented shape names).")] = "base",
     threshold: Annotated[float | None, typer.Option(
         help="Minimum score of a mask (default: the pipeline's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    model_settings: Annotated[bool, typer.Option(
+        help="Apply the settings the zoo folders recommend (promptseg_settings.json).")
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Segment a generated ShapeWorld scene with the zoo models, offline, and print each
@@ -354,6 +402,8 @@ def demo(
     from promptseg.demo import run_demo
 
     options = {"threshold": threshold} if threshold is not None else {}
+    if not model_settings:
+        options["use_model_settings"] = False
     result = run_demo(out, seed=seed, method=method, clip=clip, sam=sam, prompts=prompt,
                       domain=domain, device=device, **options)
     if json_out:

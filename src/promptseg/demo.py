@@ -74,19 +74,18 @@ def run_demo(
         domain: ``base`` or ``novel`` scenes.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         max_prompts: how many of the scene's prompts to ask.
-        options: further pipeline settings (e.g. ``threshold=0.25``); with the zoo models,
-            :data:`promptseg.zoo.SHAPEWORLD_SLIP_SETTINGS` unless overridden here.
+        options: further pipeline settings (e.g. ``threshold=0.25``); they win over the
+            settings the model folders recommend (the zoo's
+            :data:`promptseg.zoo.SHAPEWORLD_SLIP_SETTINGS`), which apply by themselves.
     """
     import time
 
     from promptseg.data.shapeworld import generate_scene
     from promptseg.eval.metrics import iou
     from promptseg.pipelines import load_pipeline
-    from promptseg.zoo import zoo_settings
 
     if max_prompts < 1:
         raise InputError(f"max_prompts must be >= 1, got {max_prompts}")
-    options = {**zoo_settings(method, clip, sam), **options}
     scene = generate_scene(0, seed=seed, split="test", domain=domain)
     if prompts:
         asked = [(text, None) for text in prompts]

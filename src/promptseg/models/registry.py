@@ -45,6 +45,7 @@ __all__ = [
     "resolve_dtype",
     "detect_family",
     "is_available_locally",
+    "model_folder",
     "clear_cache",
 ]
 
@@ -302,6 +303,21 @@ def _locate(model_id: str | Path) -> tuple[str | Path, str, str]:
         f"unknown model {text!r}: it is not a folder, a file, a hub id (owner/name) or an "
         f"open_clip: spec.{hint} `promptseg models` lists the known ids."
     )
+
+
+def model_folder(model_id: str | Path) -> Path | None:
+    """The local folder a model id loads from (a zoo, hub-cache or converted folder), without
+    loading the weights; ``None`` for OpenCLIP specs, which have no folder of ours, and for an
+    id that cannot be found (loading it then gives the error that says how to provide it).
+
+    Raises:
+        WeightsError: as :func:`load_model` would for a folder it cannot read.
+    """
+    try:
+        source, _, _ = _locate(model_id)
+    except UnknownModelError:
+        return None
+    return source if isinstance(source, Path) else None
 
 
 def load_model(

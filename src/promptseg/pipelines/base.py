@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from promptseg.errors import ConfigError
 from promptseg.prompts import normalize_prompts
 
-__all__ = ["Pipeline", "replace_config", "config_to_dict", "Timer"]
+__all__ = ["Pipeline", "replace_config", "config_to_dict", "explicit_options", "Timer"]
 
 
 def _field_names(config) -> set[str]:
@@ -64,6 +64,32 @@ def _all_names(config) -> set[str]:
     return names
 
 
+def _leaf_values(config) -> dict[str, Any]:
+    """``{field name: value}`` of a config and its nested config dataclasses' fields."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            values.update(_leaf_values(value))
+        else:
+            values[f.name] = value
+    return values
+
+
+def explicit_options(config, config_class: type, overrides: dict[str, Any]) -> set[str]:
+    """The option names a user set: keyword ``overrides`` (a nested config given whole counts
+    for all its fields) and, in a ``config`` object they passed, fields unlike the default."""
+    explicit = set(overrides)
+    default = config_class()
+    for value in overrides.values():
+        if dataclasses.is_dataclass(value):
+            explicit |= set(_leaf_values(value))
+    if config is not None:
+        mine, base = _leaf_values(config), _leaf_values(default)
+        explicit |= {k for k, v in mine.items() if base.get(k) != v}
+    return explicit
+
+
 def config_to_dict(config) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
     return json_ready(dataclasses.asdict(config))
@@ -105,8 +131,11 @@ class Pipeline(ABC):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
+    #: config fields that name models; their folders' recommended settings apply
+    model_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config=None, **overrides):
+        given = config
         config = config if config is not None else self.config_class()
         if not isinstance(config, self.config_class):
             raise ConfigError(
@@ -114,6 +143,36 @@ class Pipeline(ABC):
                 f"got {type(config).__name__}"
             )
         self.config = replace_config(config, **overrides)
+        self.model_settings: dict[str, Any] = {}
+        if getattr(self.config, "use_model_settings", False):
+            self.config, self.model_settings = self._apply_model_settings(
+                self.config, explicit_options(given, self.config_class, overrides)
+            )
+
+    def _apply_model_settings(self, config, explicit: set[str]):
+        """``config`` with the settings its models' folders recommend, under ``explicit``.
+
+        Returns ``(config, record)``; the record (``applied``: option -> value, ``origin``:
+        option -> model id) goes into every result's ``meta["model_settings"]``.
+        """
+        from promptseg.models.registry import model_folder
+        from promptseg.models.settings import recommended_settings
+
+        valid = _all_names(config) - set(self.model_fields) - {"use_model_settings"}
+        folders = [(getattr(config, f), model_folder(getattr(config, f)))
+                   for f in self.model_fields]
+        settings, origin = recommended_settings(folders, self.name, valid)
+        applied = {k: v for k, v in settings.items() if k not in explicit}
+        if not applied:
+            return config, {}
+        record = {"applied": applied, "origin": {k: origin[k] for k in applied}}
+        try:
+            return replace_config(config, **applied), record
+        except ConfigError as exc:
+            raise ConfigError(
+                f"the settings recommended by {', '.join(sorted(set(origin.values())))} are "
+                f"not valid here ({exc}); pass use_model_settings=False to ignore them"
+            ) from exc
 
     def with_options(self, **overrides):
         """This pipeline's config with per-call overrides applied (validated)."""

@@ -73,6 +73,9 @@ class SlipConfig:
     max_prompts: int = MAX_PROMPTS
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # ours: refuse larger images before decoding
     progress: bool = False  # show a progress bar over mask-generation batches
+    # ours: apply the settings the model folders recommend (promptseg_settings.json, e.g.
+    # the zoo SAM's filters); options the user gives win
+    use_model_settings: bool = True
 
     def __post_init__(self):
         if self.score_mode not in SCORE_MODES:
@@ -142,6 +145,7 @@ class SlipPipeline(Pipeline):
 
     name = "slip"
     config_class = SlipConfig
+    model_fields = ("sam", "clip")
 
     def __init__(self, config: SlipConfig | None = None, device="auto", dtype="fp32", **overrides):
         super().__init__(config, **overrides)
@@ -241,6 +245,7 @@ class SlipPipeline(Pipeline):
                 "pipeline": self.name,
                 "models": {"clip": self.clip.model_id, "sam": self.sam.model_id},
                 "config": config_to_dict(config),
+                "model_settings": self.model_settings,
                 "num_proposals": prepared.num_proposals,
                 "num_candidates": int(prepared.masks.shape[0]),
                 "timings": timings,

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from promptseg.errors import ConfigError, InputError
-from promptseg.models.sam import ImageEmbedding, SamSegmenter, _check_image
+from promptseg.image import check_rgb_image
+from promptseg.models.sam import ImageEmbedding, SamSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ __all__ = [
     "build_point_grid",
     "generate_crop_boxes",
     "generate_masks",
+    "stability_scores",
 ]
 
 # [SAM-repo] utils/amg.py is_box_near_crop_edge: tolerance in pixels
@@ -258,8 +260,10 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(empty[:, None], torch.zeros_like(boxes), boxes)
 
 
-def _stability_scores(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
-    """IoU between the masks binarised at ``threshold + offset`` and ``threshold - offset``.
+def stability_scores(logits: torch.Tensor, threshold: float = 0.0,
+                     offset: float = 1.0) -> torch.Tensor:
+    """``(..., H, W)`` mask logits -> ``(...)`` SAM's stability score: the IoU between the
+    masks binarised at ``threshold + offset`` and ``threshold - offset`` (defaults: SAM's).
 
     The high-threshold mask lies inside the low one, so IoU = area(high) / area(low)
     (NaN when both are empty, as in the reference).
@@ -342,7 +346,7 @@ def _process_batch(
         low_res, iou, pts = low_res[keep], iou[keep], pts[keep]
     logits = segmenter.upscale(low_res[None], embedding)[0]
     # Stability score (kept when at or above the threshold)
-    stability = _stability_scores(logits, _MASK_THRESHOLD, cfg.stability_score_offset)
+    stability = stability_scores(logits, _MASK_THRESHOLD, cfg.stability_score_offset)
     if cfg.stability_score_thresh > 0.0:
         keep = stability >= cfg.stability_score_thresh
         logits, iou, pts, stability = logits[keep], iou[keep], pts[keep], stability[keep]
@@ -497,7 +501,7 @@ def generate_masks(
         InputError: bad image, or an embedding of another image size or model.
     """
     cfg = config if config is not None else MaskGenerationConfig()
-    image = _check_image(image)
+    image = check_rgb_image(image)
     height, width = image.shape[:2]
     if embedding is not None:
         if not isinstance(embedding, ImageEmbedding):

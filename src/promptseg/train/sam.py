@@ -473,13 +473,21 @@ def evaluate_sam(seg, dataset, indices, embedder: _Embedder | None = None,
     ranks first, as ``predict`` users pick it; the loss that of the best one, as in
     training). IoU is measured at the original image size on the masks ``predict`` returns.
 
+    For the automatic-mask filters it also records, for each point prompt whose first-ranked
+    mask is good (IoU >= :data:`GOOD_MASK_IOU`), that mask's predicted IoU and stability score:
+    :func:`recommend_filters` turns them into the thresholds that keep most good masks.
+
     Returns:
         ``val_loss``, ``val_iou_box``, ``val_iou_point``, ``val_iou`` (mean of all prompts),
-        ``val_prompts``.
+        ``val_prompts``, and ``pred_iou_thresh`` / ``stability_score_thresh`` (the
+        recommended filters; NaN when no point prompt gave a good mask).
     """
+    from promptseg.stages.proposals import stability_scores
+
     embedder = embedder or _Embedder(seg, False, cache=False)
     losses: list[float] = []
     ious: dict[str, list[float]] = {"box": [], "point": []}
+    good: dict[str, list[float]] = {"pred_iou": [], "stability": []}
     seg.model.eval()
     with torch.no_grad():
         for index in indices:
@@ -509,7 +517,13 @@ def evaluate_sam(seg, dataset, indices, embedder: _Embedder | None = None,
                     truth = truth_full[part]
                     inter = (pred & truth).sum((-2, -1)).float()
                     union = (pred | truth).sum((-2, -1)).clamp(min=1).float()
-                    ious[kind].extend((inter / union).tolist())
+                    iou = inter / union
+                    ious[kind].extend(iou.tolist())
+                    if multimask:
+                        ok = iou >= GOOD_MASK_IOU
+                        picked_iou = iou_pred.float().gather(1, pick[:, None])[:, 0]
+                        good["pred_iou"].extend(picked_iou[ok].tolist())
+                        good["stability"].extend(stability_scores(full[:, 0])[ok].tolist())
     if not losses:
         raise InputError("no validation instance has a non-empty mask")
     return {
@@ -518,7 +532,53 @@ def evaluate_sam(seg, dataset, indices, embedder: _Embedder | None = None,
         "val_iou_point": float(np.mean(ious["point"])),
         "val_iou": float(np.mean(ious["box"] + ious["point"])),
         "val_prompts": len(losses),
+        **recommend_filters(good["pred_iou"], good["stability"]),
     }
+
+
+#: a validation mask this close to its instance counts as good when measuring the filters
+GOOD_MASK_IOU = 0.5
+#: the share of good masks the recommended filters keep (each filter alone)
+FILTER_KEEP = 0.9
+#: SAM's own filters ([SAM-repo] automatic_mask_generator.py), the most we recommend
+SAM_FILTERS = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+
+
+def recommend_filters(pred_ious, stabilities, keep: float = FILTER_KEEP) -> dict[str, float]:
+    """Automatic-mask filters for this model from its good validation masks' scores.
+
+    SAM's 0.88 / 0.95 suit ViT-H on SA-1B; a smaller or briefly trained SAM predicts lower
+    IoUs for its good masks, and those defaults drop nearly all of them. Each threshold is the
+    ``1 - keep`` quantile of the good masks' scores (it keeps ``keep`` of them), rounded down
+    to 0.01 and never above SAM's own value.
+
+    Returns:
+        ``{"pred_iou_thresh": t, "stability_score_thresh": s}``, NaN without good masks.
+    """
+    recommended = {}
+    for name, values in (("pred_iou_thresh", pred_ious), ("stability_score_thresh", stabilities)):
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            recommended[name] = math.nan
+            continue
+        quantile = math.floor(float(np.quantile(values, 1.0 - keep)) * 100) / 100
+        recommended[name] = max(0.0, min(SAM_FILTERS[name], quantile))
+    return recommended
+
+
+def _write_filter_settings(out: Path, metrics: dict[str, float], epoch: int) -> None:
+    """Record the validation-measured filters in ``out``'s settings file (none if unmeasured)."""
+    from promptseg.models.settings import ANY_PIPELINE, write_model_settings
+
+    filters = {name: metrics[name] for name in SAM_FILTERS if math.isfinite(metrics[name])}
+    if not filters:
+        logger.warning("train sam: no good validation mask; %s gets no filter settings", out)
+        return
+    write_model_settings(out, {ANY_PIPELINE: filters}, source=(
+        f"promptseg train sam, epoch {epoch}: the {1 - FILTER_KEEP:.0%} quantile of the "
+        f"predicted IoU and stability of validation point-prompt masks with IoU >= "
+        f"{GOOD_MASK_IOU}, capped at SAM's 0.88 / 0.95"))
 
 
 # ---------------------------------------------------------------------- training
@@ -652,6 +712,7 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
             if improved:
                 best = {"val_loss": metrics["val_loss"], "val_iou": metrics["val_iou"]}
                 save_sam(seg, run.out, processor_files)
+                _write_filter_settings(run.out, metrics, epoch)
             run.log({"epoch": epoch, "train_loss": train_loss, **metrics, "lr": lr,
                      "best": improved, "seconds": time.perf_counter() - t0})
             run.save_state({

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SHAPEWORLD_SLIP_SETTINGS", "ZOO_MODELS", "zoo_folder", "zoo_settings"]
+__all__ = ["SHAPEWORLD_SLIP_SETTINGS", "ZOO_MODELS", "zoo_folder"]
 
 ZOO_ROOT = Path(__file__).resolve().parent
 
@@ -33,21 +33,18 @@ def zoo_folder(model_id: str) -> Path | None:
     return ZOO_MODELS.get(str(model_id).strip())
 
 
-# slip settings for the ShapeWorld zoo, chosen on 20 val scenes with
-# `python benchmarks/quality_shapeworld.py --calibrate --n 20` (README, "Quality on
-# ShapeWorld"). SAM's default filters (pred_iou_thresh 0.88, stability 0.95) are calibrated
-# for SAM ViT-H on SA-1B; a 1.9 M-parameter SAM trained for minutes predicts lower IoUs for its good
-# masks, so those defaults would drop everything. The CLIP threshold turns prompts that name
-# nothing in the scene into empty answers.
-SHAPEWORLD_SLIP_SETTINGS: dict[str, float] = {
-    "pred_iou_thresh": 0.6,
-    "stability_score_thresh": 0.85,
-    "threshold": 0.35,
-}
+def _zoo_slip_settings() -> dict[str, float]:
+    from promptseg.models.settings import recommended_settings
+
+    folders = [(mid, ZOO_MODELS[mid]) for mid in ("shapeworld/sam", "shapeworld/clip")]
+    valid = {"pred_iou_thresh", "stability_score_thresh", "threshold"}
+    return recommended_settings(folders, "slip", valid)[0]
 
 
-def zoo_settings(method: str, clip: str | None, sam: str | None) -> dict[str, float]:
-    """Pipeline settings that suit the zoo models, when ``method`` runs on both of them."""
-    if method == "slip" and clip in ZOO_MODELS and sam in ZOO_MODELS:
-        return dict(SHAPEWORLD_SLIP_SETTINGS)
-    return {}
+#: The slip settings the zoo folders recommend (their ``promptseg_settings.json``), which every
+#: pipeline applies by itself when it runs on the zoo models: ``pred_iou_thresh=0.6``,
+#: ``stability_score_thresh=0.85`` (SAM's own filters, 0.88 and 0.95, suit SAM ViT-H and drop
+#: nearly every mask of a 1.9 M-parameter SAM) and ``threshold=0.35`` (a CLIP cosine below which
+#: a prompt gets no mask). Chosen on 20 val scenes with
+#: ``python benchmarks/quality_shapeworld.py --calibrate --n 20``.
+SHAPEWORLD_SLIP_SETTINGS: dict[str, float] = _zoo_slip_settings()
