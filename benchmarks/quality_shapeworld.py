@@ -32,6 +32,7 @@ from _report import table  # noqa: E402
 
 from promptseg._io import atomic_write  # noqa: E402
 from promptseg.errors import PromptsegError  # noqa: E402
+from promptseg.eval.runner import parse_set_options  # noqa: E402
 from promptseg.eval.shapeworld import (  # noqa: E402
     crop_naming_accuracy,
     evaluate_on_shapeworld,
@@ -39,19 +40,6 @@ from promptseg.eval.shapeworld import (  # noqa: E402
     mosaic_accuracy,
 )
 from promptseg.pipelines import load_pipeline  # noqa: E402
-
-
-def parse_sets(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key or not _:
-            raise SystemExit(f"--set wants key=value, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 def fmt(value: float) -> str:
@@ -82,7 +70,7 @@ def main() -> None:
         calibrate(args)
         return
     # the settings the model folders recommend apply by themselves; --set overrides them
-    options = parse_sets(args.sets)
+    options = parse_set_options(args.sets)
     mosaics = args.mosaics or args.n
 
     pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,

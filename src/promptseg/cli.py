@@ -244,6 +244,71 @@ def segment(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _dataset_names() -> str:
+    from promptseg.eval.datasets import list_datasets
+
+    return ", ".join(list_datasets())
+
+
+@app.command("eval", cls=PanelCommand)
+def eval_command(
+    dataset: Annotated[str, typer.Option(
+        metavar="NAME", help=f"Benchmark: {_dataset_names()}.", rich_help_panel="Data")],
+    root: Annotated[Path, typer.Option(
+        help="Folder holding the benchmark as published (docs/benchmarks.md).",
+        rich_help_panel="Data")],
+    split: Annotated[str | None, typer.Option(
+        help="Split to read [default: the papers' test split].", rich_help_panel="Data")
+    ] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        metavar="KEY=VALUE", help="Reader option, e.g. manifest=subset.csv; repeat.",
+        rich_help_panel="Data")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Only the first N samples [default: all].", rich_help_panel="Data")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help="Pipeline to compare; repeat [default: slip].",
+        rich_help_panel="Runs")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Pipeline option for every run; repeat.",
+        rich_help_panel="Runs")] = None,
+    clip: Annotated[list[str] | None, typer.Option(
+        metavar="ID", help="CLIP of the grid; repeat [default: the pipeline's].",
+        rich_help_panel="Runs")] = None,
+    sam: Annotated[list[str] | None, typer.Option(
+        metavar="ID", help="SAM of the grid; repeat [default: the pipeline's].",
+        rich_help_panel="Runs")] = None,
+    device: Annotated[str, typer.Option(
+        help="auto, cpu, cuda or mps.", rich_help_panel="Runs")] = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="fp32, fp16 or bf16.", rich_help_panel="Runs")] = "fp32",
+    out: Annotated[Path, typer.Option(
+        help="Results folder; run again with the same one to resume.",
+        rich_help_panel="Output")] = Path("promptseg-eval"),
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print results.json instead of the table.", rich_help_panel="Output")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar.", rich_help_panel="Output")] = False,
+) -> None:
+    """Score pipelines, or a grid of CLIP x SAM, on a benchmark: report.md, results.json,
+    samples.csv and a gallery in --out. Interrupted? The same command resumes."""
+    from promptseg.eval.datasets import load_dataset
+    from promptseg.eval.report import render_markdown
+    from promptseg.eval.runner import evaluate, parse_set_options, plan_runs
+
+    reader_options = parse_set_options(dataset_option or [], "--dataset-option")
+    data = load_dataset(dataset, root, split=split, **reader_options)
+    runs = plan_runs(pipeline or ["slip"], parse_set_options(set_ or []), clip or (), sam or ())
+    report = evaluate(data, runs, out, limit=limit, device=device, dtype=dtype,
+                      progress=not (quiet or json_out))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = [line for line in render_markdown(report).splitlines() if line.startswith("|")]
+    typer.echo("\n".join(table))
+    typer.echo(f"report: {out / 'report.md'}", err=True)
+
+
 @app.command(cls=PanelCommand)
 def models(
     family: Annotated[str | None, typer.Option(help="clip or sam.")] = None,

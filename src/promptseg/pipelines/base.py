@@ -133,6 +133,9 @@ class Pipeline(ABC):
     config_class: ClassVar[type] = object
     #: config fields that name models; their folders' recommended settings apply
     model_fields: ClassVar[tuple[str, ...]] = ()
+    #: how ``promptseg eval`` runs this pipeline on a kind of benchmark (``"instance"``,
+    #: ``"semantic"``, ``"oneshot"``): options applied under the user's
+    task_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config=None, **overrides):
         given = config

@@ -146,6 +146,9 @@ class SlipPipeline(Pipeline):
     name = "slip"
     config_class = SlipConfig
     model_fields = ("sam", "clip")
+    # a semantic benchmark asks for every class at once: each segment is named by its best
+    # class (or none), rather than each class taking its best segment
+    task_options = {"semantic": {"output": "label"}}
 
     def __init__(self, config: SlipConfig | None = None, device="auto", dtype="fp32", **overrides):
         super().__init__(config, **overrides)
