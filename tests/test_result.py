@@ -3,7 +3,10 @@ and the atomic writer they share."""
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -418,3 +421,61 @@ def test_supervision_empty_and_by_name() -> None:
 def test_repr_is_short() -> None:
     text = repr(_seg())
     assert text.startswith("Segmentation(n=3, image_size=(12, 16)") and len(text) < 200
+
+
+# ---------------------------------------------------------------------- dependency direction
+_SRC = Path(__file__).resolve().parents[1] / "src" / "promptseg"
+_CONVERTERS = ("coco", "overlay", "supervision")
+
+
+def _imported_modules(tree: ast.AST, *, top_level_only: bool) -> list[str]:
+    """Absolute module names imported in ``tree`` (outside functions if top_level_only)."""
+    found = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if top_level_only and isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            ):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append(child.module)
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_result_does_not_import_convert_at_module_level() -> None:
+    tree = ast.parse((_SRC / "result.py").read_text(encoding="utf-8"))
+    top = _imported_modules(tree, top_level_only=True)
+    assert not [m for m in top if m.startswith("promptseg.convert")], top
+
+
+def test_converters_state_their_dependency_on_result_at_the_top() -> None:
+    # convert builds on result: whatever it needs from result is imported at module level
+    # (or under TYPE_CHECKING), never hidden inside a function to dodge a cycle.
+    for name in _CONVERTERS:
+        tree = ast.parse((_SRC / "convert" / f"{name}.py").read_text(encoding="utf-8"))
+        top = _imported_modules(tree, top_level_only=True)
+        everywhere = _imported_modules(tree, top_level_only=False)
+        assert "promptseg.result" in top, name
+        assert everywhere.count("promptseg.result") == top.count("promptseg.result"), name
+
+
+def test_importing_result_loads_no_converter() -> None:
+    code = (
+        "import sys, promptseg.result\n"
+        "print([m for m in sys.modules if m.startswith('promptseg.convert')])\n"
+        "import promptseg.convert.coco, promptseg.convert.overlay, "
+        "promptseg.convert.supervision\n"
+    )
+    for first in ("", "import promptseg.convert.coco\n"):
+        run = subprocess.run(
+            [sys.executable, "-c", first + code], capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 0, run.stderr
+        expected = "['promptseg.convert', 'promptseg.convert.coco']" if first else "[]"
+        assert run.stdout.strip() == expected

@@ -18,7 +18,9 @@ Modelled on supervision's ``Detections`` (one validated dataclass, boolean filte
 
 ``N = 0`` keeps every axis: masks ``(0, H, W)``, boxes ``(0, 4)``, extras ``(0, ...)``.
 Conversions to other formats live in :mod:`promptseg.convert` and are reached through thin
-methods here (``save_coco``, ``save_overlay``, ``to_supervision``, ...).
+methods here (``save_coco``, ``save_overlay``, ``to_supervision``, ...). The dependency runs
+one way: ``promptseg.convert`` builds on this module, and this module imports nothing from
+it at import time (the methods import their converter when called).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ import numpy as np
 
 from promptseg._io import atomic_write, to_jsonable
 from promptseg.errors import InputError
+
+# No module-level import of promptseg.convert: convert builds on this module, so the
+# conversion methods below are shortcuts that import their converter when called.
 
 __all__ = ["Instance", "Segmentation", "masks_to_boxes"]
 
@@ -280,7 +285,7 @@ class Segmentation:
 
         See :func:`promptseg.convert.coco.from_coco`.
         """
-        from promptseg.convert.coco import from_coco
+        from promptseg.convert.coco import from_coco  # shortcut: convert builds on result
 
         return from_coco(data, image_id=image_id)
 
@@ -290,7 +295,7 @@ class Segmentation:
 
         See :func:`promptseg.convert.supervision.from_supervision`.
         """
-        from promptseg.convert.supervision import from_supervision
+        from promptseg.convert.supervision import from_supervision  # shortcut, as above
 
         return from_supervision(detections, prompts)
 
@@ -395,7 +400,7 @@ class Segmentation:
         """
         rles = None
         if include_masks:
-            from promptseg.convert.coco import rle_encode
+            from promptseg.convert.coco import rle_encode  # convert builds on result
 
             rles = rle_encode(self.masks)
         areas = self.areas
@@ -428,6 +433,7 @@ class Segmentation:
         return json.dumps(self.to_dict(include_masks=include_masks), indent=indent)
 
     # ------------------------------------------------------------------ exports
+    # The converters import here, when called: promptseg.convert builds on this module.
     def save_masks(self, out_dir: str | os.PathLike, stem: str = "mask") -> list[Path]:
         """Write one PNG per mask (mode ``L``, 0 = background, 255 = mask).
 

@@ -19,15 +19,13 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from promptseg._io import atomic_write, to_jsonable
 from promptseg.errors import InputError
-
-if TYPE_CHECKING:
-    from promptseg.result import Segmentation
+from promptseg.result import Segmentation, masks_to_boxes
 
 __all__ = ["from_coco", "rle_decode", "rle_encode", "save_coco", "to_coco"]
 
@@ -193,8 +191,6 @@ def from_coco(data: Mapping[str, Any] | str | os.PathLike, image_id: int | None 
     Raises:
         InputError: unreadable file, unknown or ambiguous image id, malformed annotation.
     """
-    from promptseg.result import Segmentation
-
     if isinstance(data, (str, os.PathLike)):
         data = _read_json(Path(data))
     if not isinstance(data, Mapping):
@@ -247,8 +243,6 @@ def from_coco(data: Mapping[str, Any] | str | os.PathLike, image_id: int | None 
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     else:
-        from promptseg.result import masks_to_boxes
-
         boxes = masks_to_boxes(masks)
 
     extras = {}

@@ -9,14 +9,12 @@ each instance, and every extra copied into ``data`` under its own name (nothing 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from promptseg.errors import InputError, require
-
-if TYPE_CHECKING:
-    from promptseg.result import Segmentation
+from promptseg.result import Segmentation
 
 __all__ = ["from_supervision", "to_supervision"]
 
@@ -65,8 +63,6 @@ def from_supervision(detections: Any, prompts: Sequence[str]) -> Segmentation:
     Raises:
         InputError: no masks, or neither ``class_id`` nor known ``class_name``.
     """
-    from promptseg.result import Segmentation
-
     prompts = tuple(prompts) if not isinstance(prompts, str) else prompts
     masks = getattr(detections, "mask", None)
     if masks is None:
