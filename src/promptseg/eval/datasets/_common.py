@@ -263,3 +263,20 @@ def annotation_mask(ann: Mapping[str, Any], h: int, w: int, what: str) -> np.nda
             raise InputError(f"{what}: {exc}") from exc
         raise InputError(f"{what}: unreadable segmentation ({exc})") from exc
     raise InputError(f"{what}: no usable segmentation (expected polygons or RLE)")
+
+
+class AnnotationLoader:
+    """``loader()`` of a sample whose truth is one COCO annotation: reads the image and
+    decodes the annotation at the image's size (COCO objects, RefCOCO referents)."""
+
+    def __init__(self, path: Path, ann: dict[str, Any], sample_id: str):
+        self.path, self.ann, self.sample_id = path, ann, sample_id
+
+    def __call__(self):
+        from promptseg.eval.datasets.base import LoadedSample
+
+        what = f"sample {self.sample_id}"
+        image = read_image(self.path, f"{what}: image")
+        h, w = image.shape[:2]
+        mask = annotation_mask(self.ann, h, w, f"{what}: annotation {self.ann['id']}")
+        return LoadedSample(image=image, masks=mask[None])

@@ -26,13 +26,12 @@ from typing import Any
 
 from promptseg.errors import InputError
 from promptseg.eval.datasets._common import (
+    AnnotationLoader,
     CocoIndex,
-    annotation_mask,
     read_coco_index,
-    read_image,
     read_rows,
 )
-from promptseg.eval.datasets.base import EvalDataset, LoadedSample, Sample, check_split
+from promptseg.eval.datasets.base import EvalDataset, Sample, check_split
 
 __all__ = ["LEVELS", "CocoObjects"]
 
@@ -174,7 +173,7 @@ class CocoObjects(EvalDataset):
                 image=path,
                 prompts=(text,),
                 tags=(tag,),
-                loader=_Loader(path, ann, sid),
+                loader=AnnotationLoader(path, ann, sid),
                 info={
                     "image_id": int(img["id"]), "annotation_id": ann_id,
                     "file_name": str(img["file_name"]), "category": self.index.category_name(ann),
@@ -184,16 +183,3 @@ class CocoObjects(EvalDataset):
 
     def __len__(self) -> int:
         return len(self._rows)
-
-
-class _Loader:
-    """Reads one image and decodes one annotation at its size."""
-
-    def __init__(self, path: Path, ann: dict[str, Any], sid: str):
-        self.path, self.ann, self.sid = path, ann, sid
-
-    def __call__(self) -> LoadedSample:
-        image = read_image(self.path, f"sample {self.sid}: image")
-        h, w = image.shape[:2]
-        mask = annotation_mask(self.ann, h, w, f"sample {self.sid}: annotation {self.ann['id']}")
-        return LoadedSample(image=image, masks=mask[None])

@@ -29,8 +29,8 @@ import numpy as np
 
 from promptseg.errors import InputError
 from promptseg.eval.datasets._common import (
+    AnnotationLoader,
     CocoIndex,
-    annotation_mask,
     polygons_mask,
     read_coco_index,
     read_image,
@@ -173,7 +173,7 @@ class RefCOCO(EvalDataset):
                     image=path,
                     prompts=(str(sent.get("sent", sent.get("raw", ""))),),
                     tags=(self.split,),
-                    loader=_AnnLoader(path, ann, sid),
+                    loader=AnnotationLoader(path, ann, sid),
                     info={
                         "ref_id": int(ref["ref_id"]), "sent_id": sent_id,
                         "ann_id": int(ann["id"]), "image_id": int(img["id"]),
@@ -187,17 +187,6 @@ class RefCOCO(EvalDataset):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "split_by": self.split_by}
-
-
-class _AnnLoader:
-    def __init__(self, path: Path, ann: dict[str, Any], sid: str):
-        self.path, self.ann, self.sid = path, ann, sid
-
-    def __call__(self) -> LoadedSample:
-        image = read_image(self.path, f"sample {self.sid}: image")
-        h, w = image.shape[:2]
-        mask = annotation_mask(self.ann, h, w, f"sample {self.sid}: annotation {self.ann['id']}")
-        return LoadedSample(image=image, masks=mask[None])
 
 
 class PhraseCut(EvalDataset):
