@@ -158,3 +158,30 @@ def test_bad_input_is_one_line_and_keeps_results(table, models, tmp_path, capsys
     other.write_text("image,mask,prompt\nim0.png,m0.png,x\n")
     assert main(["eval", "--dataset", "table", "--root", str(other), "--out", str(out)]) == 2
     assert "another dataset" in capsys.readouterr().err
+
+
+def test_grid_reuses_sam_proposals_across_clips(table, tiny_sam_dir, tiny_hf_clip_dir,
+                                                tmp_path, monkeypatch):
+    import promptseg.pipelines.slip as slip
+
+    calls = []
+    real = slip.generate_masks
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slip, "generate_masks", counting)
+    sets = {"points_per_side": 4, "pred_iou_thresh": 0, "stability_score_thresh": 0}
+    clips = [str(tiny_hf_clip_dir), str(tiny_hf_clip_dir) + "/"]
+    data = load_dataset("table", table)
+    shared = evaluate(data, plan_runs(["slip"], sets, clips=clips, sams=[str(tiny_sam_dir)]),
+                      tmp_path / "a", limit=3, device="cpu", progress=False)
+    assert len(calls) == 3  # one SAM pass per image for both CLIPs
+    # the same answers as two separate evaluations, each running SAM itself
+    calls.clear()
+    alone = [evaluate(data, plan_runs(["slip"], sets, clips=[c], sams=[str(tiny_sam_dir)]),
+                      tmp_path / f"b{i}", limit=3, device="cpu", progress=False)
+             for i, c in enumerate(clips)]
+    assert len(calls) == 6
+    assert [r["summary"] for r in shared["runs"]] == [a["runs"][0]["summary"] for a in alone]

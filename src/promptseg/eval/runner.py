@@ -280,6 +280,9 @@ def evaluate(
                        len(runs) * len(samples) - todo, len(runs) * len(samples))
     pipes: dict[str, Any] = {}
     metas: dict[str, Any] = {}
+    # one image's SAM work (embedding, proposals), reused by every run of the grid that
+    # differs only after it (another CLIP, visual prompt or selection option)
+    shared: dict = {}
     with open(out / RESULTS_FILE, "a", encoding="utf-8") as fh, \
             Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"eval {dataset.name}", total=todo)
@@ -292,12 +295,14 @@ def evaluate(
                 if run.name not in pipes:
                     pipes[run.name] = _build(run, dataset.task, device, dtype)
                     metas[run.name] = _pipeline_meta(pipes[run.name])
+                    pipes[run.name].stage_cache = shared
                 record = answer_sample(pipes[run.name], dataset, sample, loaded)
                 record = {"run": run.name, "sample": sample.id, **record,
                           "info": sample.info}
                 _append(fh, record)
                 done[(run.name, sample.id)] = json.loads(json.dumps(to_jsonable(record)))
                 bar.advance(task)
+            shared.clear()
     _write_metas(out, metas)
     report = build_report(dataset, runs, samples, done, _read_metas(out))
     write_reports(out, report, dataset, samples, done)

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from promptseg.errors import ConfigError
 from promptseg.prompts import normalize_prompts
 
-__all__ = ["Pipeline", "replace_config", "config_to_dict", "explicit_options", "Timer"]
+__all__ = ["Pipeline", "replace_config", "config_to_dict", "explicit_options", "image_key",
+           "Timer"]
 
 
 def _field_names(config) -> set[str]:
@@ -90,6 +91,17 @@ def explicit_options(config, config_class: type, overrides: dict[str, Any]) -> s
     return explicit
 
 
+def image_key(image) -> str:
+    """A short fingerprint of an ``(H, W, C)`` image array: equal pixels, equal key."""
+    import hashlib
+
+    import numpy as np
+
+    arr = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest()
+    return f"{arr.shape}:{arr.dtype}:{digest}"
+
+
 def config_to_dict(config) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
     return json_ready(dataclasses.asdict(config))
@@ -136,6 +148,9 @@ class Pipeline(ABC):
     #: how ``promptseg eval`` runs this pipeline on a kind of benchmark (``"instance"``,
     #: ``"semantic"``, ``"oneshot"``): options applied under the user's
     task_options: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: a dict shared by pipelines that may reuse each other's image work (``None``: no reuse);
+    #: ``promptseg eval`` shares one across a grid and empties it after each sample
+    stage_cache: dict | None = None
 
     def __init__(self, config=None, **overrides):
         given = config

@@ -29,7 +29,7 @@ import torch
 
 from promptseg.errors import ConfigError
 from promptseg.image import DEFAULT_MAX_PIXELS
-from promptseg.pipelines.base import Pipeline, Timer, config_to_dict
+from promptseg.pipelines.base import Pipeline, Timer, config_to_dict, image_key
 from promptseg.prompts import MAX_PROMPTS, normalize_prompts
 from promptseg.result import masks_to_boxes
 from promptseg.stages.overlap import OverlapFilterConfig, separate_overlaps, shared_pixels
@@ -171,6 +171,41 @@ class SlipPipeline(Pipeline):
         config = self.resolve_config(config, **overrides)
         image = load_image(image, max_pixels=config.max_pixels)
         timer = Timer()
+        proposals, masks, index = self.propose(image, config, timer)
+        # 4. every candidate shown to CLIP with the visual prompt, in batches
+        with timer("clip_image"):
+            features = encode_candidates(
+                self.clip, image, masks, config.visual_prompt, config.crop_margin,
+                config.clip_batch_size,
+            )
+        return PreparedImage(
+            image=image,
+            masks=masks,
+            predicted_iou=np.asarray(proposals.predicted_iou, np.float32)[index],
+            stability_score=np.asarray(proposals.stability_score, np.float32)[index],
+            proposal_index=index,
+            num_proposals=int(proposals.masks.shape[0]),
+            features=features,
+            timings=timer.seconds,
+        )
+
+    def propose(self, image: np.ndarray, config: SlipConfig, timer: Timer | None = None):
+        """Steps 1-3 of :meth:`prepare`, SAM's part: embedding, automatic masks, overlap
+        filter. Returns ``(proposals, masks (N, H, W) bool, index (N,) into proposals)``.
+
+        They depend on the image, the SAM and the mask-generation and overlap settings only,
+        so when the caller shares a dict as ``self.stage_cache`` (``promptseg eval`` does,
+        across the pipelines of a grid) another pipeline with another CLIP or visual prompt
+        reuses them instead of running SAM again.
+        """
+        timer = timer or Timer()
+        key = None
+        if self.stage_cache is not None:
+            key = ("slip.propose", self.sam.model_id, str(self.sam.device), image_key(image),
+                   repr(config.mask_generation), config.overlap_filter, repr(config.overlap))
+            if key in self.stage_cache:
+                with timer("proposals_reused"):
+                    return self.stage_cache[key]
         # 1. SAM image embedding, computed once and reused by crop layer 0 of generation
         with timer("sam_encoder"):
             embedding = self.sam.embed(image)
@@ -188,22 +223,9 @@ class SlipPipeline(Pipeline):
                 quality = proposals.predicted_iou * proposals.stability_score
                 filtered = separate_overlaps(masks, quality, config.overlap)
                 masks, index = filtered.masks, filtered.index
-        # 4. every candidate shown to CLIP with the visual prompt, in batches
-        with timer("clip_image"):
-            features = encode_candidates(
-                self.clip, image, masks, config.visual_prompt, config.crop_margin,
-                config.clip_batch_size,
-            )
-        return PreparedImage(
-            image=image,
-            masks=masks,
-            predicted_iou=np.asarray(proposals.predicted_iou, np.float32)[index],
-            stability_score=np.asarray(proposals.stability_score, np.float32)[index],
-            proposal_index=index,
-            num_proposals=int(proposals.masks.shape[0]),
-            features=features,
-            timings=timer.seconds,
-        )
+        if key is not None:
+            self.stage_cache[key] = (proposals, masks, index)
+        return proposals, masks, index
 
     def segment(
         self, prepared: PreparedImage, prompts, config: SlipConfig | None = None, **overrides
