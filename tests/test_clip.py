@@ -240,8 +240,50 @@ def test_open_clip_folder_without_weights(tmp_path, tiny_open_clip_dir):
 def test_hf_folder_without_tokenizer(tmp_path, tiny_hf_clip_dir):
     for name in ("config.json", "model.safetensors", "processor_config.json"):
         shutil.copy(tiny_hf_clip_dir / name, tmp_path)
-    with pytest.raises(WeightsError, match="no readable tokenizer"):
+    with pytest.raises(WeightsError, match="no tokenizer files: it needs tokenizer.json"):
         ClipScorer.from_pretrained(tmp_path)
+
+
+def _char_vocab_folder(folder, tiny_hf_clip_dir, letters):
+    """A tiny CLIP whose tokenizer is a character-level BPE (no merges) over ``letters``."""
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_hf_clip_dir / name, folder)
+    tokens = [c for c in letters] + [c + "</w>" for c in letters]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    side = 32
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
+        tokenizer=tokenizer)
+    out = folder / "model"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.move(folder / name, out / name)
+    processor.save_pretrained(out)
+    return out, len(tokens)
+
+
+def test_small_character_vocabulary_is_accepted(tmp_path, tiny_hf_clip_dir):
+    import string
+
+    letters = string.ascii_letters + string.digits + string.punctuation  # 94 -> 190 tokens
+    folder, size = _char_vocab_folder(tmp_path, tiny_hf_clip_dir, letters)
+    assert size == 190
+    scorer = ClipScorer.from_pretrained(folder, device="cpu")
+    tokenizer = scorer._backend.tokenizer
+    red, blue = (tokenizer(t)["input_ids"] for t in ("a red box", "a blue box"))
+    assert red != blue and len(red) == len("a red box") - 2 + 2  # letters + start/end
+    assert scorer.encode_text(["a red box"]).shape == (1, scorer.embed_dim)
+
+
+def test_vocabulary_that_cannot_tell_words_apart_is_refused(tmp_path, tiny_hf_clip_dir):
+    folder, _ = _char_vocab_folder(tmp_path, tiny_hf_clip_dir, "xyz")  # no letter of "cat"
+    with pytest.raises(WeightsError, match="cannot tell words apart"):
+        ClipScorer.from_pretrained(folder, device="cpu")
 
 
 @pytest.mark.parametrize(

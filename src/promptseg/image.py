@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from promptseg.errors import ImageError
+from promptseg.errors import ImageError, InputError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "check_rgb_image", "load_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,32 @@ def load_image(source: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.n
         f"cannot read an image from a {type(source).__name__}: pass a file path, encoded "
         "bytes, a PIL.Image.Image or an (H, W, 3) uint8 numpy array"
     )
+
+
+def check_rgb_image(image: Any, name: str = "image") -> np.ndarray:
+    """Check that ``image`` is already in promptseg's format; convert nothing.
+
+    Unlike :func:`load_image`, this accepts only an ``(H, W, 3) uint8`` RGB numpy array with
+    ``H, W >= 1``, and raises :class:`promptseg.errors.InputError` naming ``name`` (e.g.
+    ``"image 2"``) otherwise.
+
+    Returns:
+        The same pixels as a C-contiguous array (the input itself when it already is one),
+        which OpenCV and torch need.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(
+            f"{name} must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}; "
+            "load files with promptseg.image.load_image"
+        )
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(
+            f"{name} must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}; "
+            "promptseg.image.load_image converts gray, RGBA and float pictures"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{name} is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)
 
 
 def _from_path(source: str | os.PathLike, max_pixels: int | None) -> np.ndarray:

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,64 +115,115 @@ def _mlp_layer_name(index: int, depth: int) -> str:
     return f"layers.{index - 1}"
 
 
+# Renames one captured group of a key rule: ``(text, iou_head_depth, hypernet_depth)`` -> the
+# transformers name part, or None when this rule does not rename the key.
+_GroupRename = Callable[[str, int, int], "str | None"]
+
+
+def _lookup(table: dict[str, str]) -> _GroupRename:
+    """Rename a group through ``table``; a group not in it means the rule does not apply."""
+    return lambda text, iou_head_depth, hypernet_depth: table.get(text)
+
+
+def _iou_head_layer(text: str, iou_head_depth: int, hypernet_depth: int) -> str:
+    return _mlp_layer_name(int(text), iou_head_depth)
+
+
+def _hypernet_layer(text: str, iou_head_depth: int, hypernet_depth: int) -> str:
+    return _mlp_layer_name(int(text), hypernet_depth)
+
+
+# Prefix rules, official -> transformers, tried in order after _EXACT: a key that fully matches
+# ``pattern`` becomes ``template.format(match, group 1, group 2, ...)``, after each group
+# numbered in ``renames`` has been renamed.
+_KEY_RULES: tuple[tuple[re.Pattern[str], str, dict[int, _GroupRename]], ...] = tuple(
+    (re.compile(pattern), template, renames)
+    for pattern, template, renames in (
+        (
+            r"image_encoder\.blocks\.(\d+)\.(norm1|norm2)\.(weight|bias)",
+            "vision_encoder.layers.{1}.{2}.{3}",
+            {2: _lookup(_BLOCK_NORMS)},
+        ),
+        (
+            r"image_encoder\.blocks\.(\d+)\.(attn\.(?:qkv|proj)\.(?:weight|bias)"
+            r"|attn\.rel_pos_[hw]|mlp\.lin[12]\.(?:weight|bias))",
+            "vision_encoder.layers.{1}.{2}",
+            {},
+        ),
+        (
+            r"image_encoder\.neck\.(\d)\.(weight|bias)",
+            "vision_encoder.neck.{1}.{2}",
+            {1: _lookup(_NECK)},
+        ),
+        (
+            r"prompt_encoder\.point_embeddings\.(\d+)\.weight",
+            "prompt_encoder.point_embed.{1}.weight",
+            {},
+        ),
+        (
+            r"prompt_encoder\.mask_downscaling\.(\d)\.(weight|bias)",
+            "prompt_encoder.mask_embed.{1}.{2}",
+            {1: _lookup(_MASK_DOWNSCALING)},
+        ),
+        (
+            r"mask_decoder\.transformer\.layers\.(\d+)\.((?:self_attn|cross_attn_token_to_image"
+            r"|cross_attn_image_to_token)\.(?:q|k|v|out)_proj\.(?:weight|bias)"
+            r"|mlp\.lin[12]\.(?:weight|bias))",
+            "mask_decoder.transformer.layers.{1}.{2}",
+            {},
+        ),
+        (
+            r"mask_decoder\.transformer\.layers\.(\d+)\.(norm[1-4])\.(weight|bias)",
+            "mask_decoder.transformer.layers.{1}.{2}.{3}",
+            {2: _lookup(_TWO_WAY_NORMS)},
+        ),
+        (
+            r"mask_decoder\.transformer\.final_attn_token_to_image\.((?:q|k|v|out)_proj\."
+            r"(?:weight|bias))",
+            "mask_decoder.transformer.final_attn_token_to_image.{1}",
+            {},
+        ),
+        (
+            r"mask_decoder\.transformer\.norm_final_attn\.(weight|bias)",
+            "mask_decoder.transformer.layer_norm_final_attn.{1}",
+            {},
+        ),
+        (
+            r"mask_decoder\.output_upscaling\.(\d)\.(weight|bias)",
+            "mask_decoder.{1}.{2}",
+            {1: _lookup(_UPSCALING)},
+        ),
+        (
+            r"mask_decoder\.output_hypernetworks_mlps\.(\d+)\.layers\.(\d+)\.(weight|bias)",
+            "mask_decoder.output_hypernetworks_mlps.{1}.{2}.{3}",
+            {2: _hypernet_layer},
+        ),
+        (
+            r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.(weight|bias)",
+            "mask_decoder.iou_prediction_head.{1}.{2}",
+            {1: _iou_head_layer},
+        ),
+    )
+)
+
+
 def official_to_hf_key(key: str, iou_head_depth: int = 3, hypernet_depth: int = 3) -> str | None:
-    """Name of an official ``Sam`` state-dict key in transformers' ``SamModel``, or None."""
+    """Name of an official ``Sam`` state-dict key in transformers' ``SamModel``, or None.
+
+    ``iou_head_depth`` and ``hypernet_depth`` are the layer counts of the mask decoder's IoU head
+    and hypernetwork MLPs, whose first and last layers transformers names apart.
+    """
     if key in _EXACT:
         return _EXACT[key]
-    m = re.fullmatch(r"image_encoder\.blocks\.(\d+)\.(norm1|norm2)\.(weight|bias)", key)
-    if m:
-        return f"vision_encoder.layers.{m[1]}.{_BLOCK_NORMS[m[2]]}.{m[3]}"
-    m = re.fullmatch(
-        r"image_encoder\.blocks\.(\d+)\.(attn\.(?:qkv|proj)\.(?:weight|bias)|attn\.rel_pos_[hw]"
-        r"|mlp\.lin[12]\.(?:weight|bias))",
-        key,
-    )
-    if m:
-        return f"vision_encoder.layers.{m[1]}.{m[2]}"
-    m = re.fullmatch(r"image_encoder\.neck\.(\d)\.(weight|bias)", key)
-    if m and m[1] in _NECK:
-        return f"vision_encoder.neck.{_NECK[m[1]]}.{m[2]}"
-    m = re.fullmatch(r"prompt_encoder\.point_embeddings\.(\d+)\.weight", key)
-    if m:
-        return f"prompt_encoder.point_embed.{m[1]}.weight"
-    m = re.fullmatch(r"prompt_encoder\.mask_downscaling\.(\d)\.(weight|bias)", key)
-    if m and m[1] in _MASK_DOWNSCALING:
-        return f"prompt_encoder.mask_embed.{_MASK_DOWNSCALING[m[1]]}.{m[2]}"
-    m = re.fullmatch(
-        r"mask_decoder\.transformer\.layers\.(\d+)\.((?:self_attn|cross_attn_token_to_image"
-        r"|cross_attn_image_to_token)\.(?:q|k|v|out)_proj\.(?:weight|bias)"
-        r"|mlp\.lin[12]\.(?:weight|bias))",
-        key,
-    )
-    if m:
-        return f"mask_decoder.transformer.layers.{m[1]}.{m[2]}"
-    m = re.fullmatch(r"mask_decoder\.transformer\.layers\.(\d+)\.(norm[1-4])\.(weight|bias)", key)
-    if m:
-        return f"mask_decoder.transformer.layers.{m[1]}.{_TWO_WAY_NORMS[m[2]]}.{m[3]}"
-    m = re.fullmatch(
-        r"mask_decoder\.transformer\.final_attn_token_to_image\.((?:q|k|v|out)_proj\."
-        r"(?:weight|bias))",
-        key,
-    )
-    if m:
-        return f"mask_decoder.transformer.final_attn_token_to_image.{m[1]}"
-    m = re.fullmatch(r"mask_decoder\.transformer\.norm_final_attn\.(weight|bias)", key)
-    if m:
-        return f"mask_decoder.transformer.layer_norm_final_attn.{m[1]}"
-    m = re.fullmatch(r"mask_decoder\.output_upscaling\.(\d)\.(weight|bias)", key)
-    if m and m[1] in _UPSCALING:
-        return f"mask_decoder.{_UPSCALING[m[1]]}.{m[2]}"
-    m = re.fullmatch(
-        r"mask_decoder\.output_hypernetworks_mlps\.(\d+)\.layers\.(\d+)\.(weight|bias)", key
-    )
-    if m:
-        layer = _mlp_layer_name(int(m[2]), hypernet_depth)
-        return f"mask_decoder.output_hypernetworks_mlps.{m[1]}.{layer}.{m[3]}"
-    m = re.fullmatch(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.(weight|bias)", key)
-    if m:
-        return (
-            f"mask_decoder.iou_prediction_head.{_mlp_layer_name(int(m[1]), iou_head_depth)}.{m[2]}"
-        )
+    for pattern, template, renames in _KEY_RULES:
+        m = pattern.fullmatch(key)
+        if m is None:
+            continue
+        parts: list[str | None] = [m[0], *m.groups()]
+        for index, rename in renames.items():
+            parts[index] = rename(m[index], iou_head_depth, hypernet_depth)
+        if None not in parts:
+            return template.format(*parts)
     return None
 
 

@@ -1,49 +1,14 @@
 """Training and test data made by promptseg itself.
 
 :mod:`promptseg.data.shapeworld` generates ShapeWorld, synthetic scenes with exact instance
-masks, tagged text prompts and captions (numpy and OpenCV only, no torch).
+masks, tagged text prompts and captions (numpy and OpenCV only, no torch); its public names
+(``shapeworld.__all__``) are re-exported here.
 """
 
 from __future__ import annotations
 
-from promptseg.data.shapeworld import (
-    COLOURS,
-    DOMAINS,
-    FILLS,
-    HELD_OUT_COMBOS,
-    NOVEL_SHAPES,
-    PROMPT_KINDS,
-    SHAPES,
-    SPLITS,
-    THIN_SHAPES,
-    Scene,
-    ScenePrompt,
-    ShapeObject,
-    ShapeWorldConfig,
-    generate_scene,
-    generate_scenes,
-    mosaic,
-    object_crop,
-    write_dataset,
-)
+from promptseg.data import shapeworld
+from promptseg.data.shapeworld import *  # noqa: F403 -- exactly the names in shapeworld.__all__
 
-__all__ = [
-    "COLOURS",
-    "DOMAINS",
-    "FILLS",
-    "HELD_OUT_COMBOS",
-    "NOVEL_SHAPES",
-    "PROMPT_KINDS",
-    "SHAPES",
-    "SPLITS",
-    "THIN_SHAPES",
-    "Scene",
-    "ScenePrompt",
-    "ShapeObject",
-    "ShapeWorldConfig",
-    "generate_scene",
-    "generate_scenes",
-    "mosaic",
-    "object_crop",
-    "write_dataset",
-]
+__all__ = ["shapeworld"]
+__all__ += shapeworld.__all__

@@ -167,16 +167,11 @@ class ConfusionMatrix:
     def iou_per_class(self) -> np.ndarray:
         """``(C,)`` float64 ``TP / (TP + FP + FN)``; NaN for a class in neither gt nor pred."""
         tp = np.diag(self.matrix).astype(np.float64)
-        denom = self.matrix.sum(axis=0) + self.matrix.sum(axis=1) - tp
-        out = np.full(self.num_classes, np.nan)
-        np.divide(tp, denom, out=out, where=denom > 0)
-        return out
+        return _ratio_or_nan(tp, self.matrix.sum(axis=0) + self.matrix.sum(axis=1) - tp)
 
     def miou(self) -> float:
         """Mean IoU over the classes present in gt or pred (NaN if there are none)."""
-        values = self.iou_per_class()
-        present = ~np.isnan(values)
-        return float(values[present].mean()) if present.any() else float("nan")
+        return _mean_of_present(self.iou_per_class())
 
     def pixel_accuracy(self) -> float:
         """Fraction of counted pixels predicted correctly (NaN if none counted)."""
@@ -185,17 +180,24 @@ class ConfusionMatrix:
 
     def class_accuracy(self) -> np.ndarray:
         """``(C,)`` per-class recall ``TP / (TP + FN)``; NaN for classes absent from gt."""
-        tp = np.diag(self.matrix).astype(np.float64)
-        gt_count = self.matrix.sum(axis=1)
-        out = np.full(self.num_classes, np.nan)
-        np.divide(tp, gt_count, out=out, where=gt_count > 0)
-        return out
+        return _ratio_or_nan(np.diag(self.matrix).astype(np.float64), self.matrix.sum(axis=1))
 
     def mean_accuracy(self) -> float:
         """Mean of :meth:`class_accuracy` over classes present in gt (NaN if none)."""
-        values = self.class_accuracy()
-        present = ~np.isnan(values)
-        return float(values[present].mean()) if present.any() else float("nan")
+        return _mean_of_present(self.class_accuracy())
+
+
+def _ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``(C,)`` float64 ``numerator / denominator``, NaN where the denominator is 0."""
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def _mean_of_present(values: np.ndarray) -> float:
+    """Mean of the non-NaN entries of ``values`` (per-class scores); NaN if there are none."""
+    present = ~np.isnan(values)
+    return float(values[present].mean()) if present.any() else float("nan")
 
 
 def mask_to_boundary(mask: Any, dilation_ratio: float = 0.02) -> np.ndarray:

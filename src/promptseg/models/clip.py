@@ -45,6 +45,7 @@ from promptseg.errors import (
     WeightsError,
     require,
 )
+from promptseg.image import check_rgb_image
 from promptseg.models._device import resolve_device, resolve_dtype  # noqa: E402
 from promptseg.models._open_clip_compat import hf_text_towers
 
@@ -301,7 +302,7 @@ class _HFClipBackend:
 
     @classmethod
     def from_folder(cls, folder: Path, dtype: torch.dtype) -> _HFClipBackend:
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+        from transformers import CLIPImageProcessor, CLIPModel
 
         self = cls()
         try:
@@ -316,20 +317,7 @@ class _HFClipBackend:
                 f"(processor_config.json or preprocessor_config.json): {exc}. Save the "
                 "model's CLIPProcessor there (processor.save_pretrained(folder))"
             ) from exc
-        # transformers 5 builds a 3-token CLIPTokenizer when the files are missing, which maps
-        # every word to one id: check for the files and the vocabulary size.
-        has_files = (folder / "tokenizer.json").is_file() or (
-            (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-        )
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder) if has_files else None
-        except Exception as exc:
-            raise WeightsError(f"could not read the tokenizer in {folder}: {exc}") from exc
-        if self.tokenizer is None or len(self.tokenizer) <= 256:
-            raise WeightsError(
-                f"{folder} has CLIP weights but no readable tokenizer (tokenizer.json, or "
-                "vocab.json + merges.txt). Save the model's CLIPProcessor or CLIPTokenizer there"
-            )
+        self.tokenizer = _load_tokenizer(folder)
         config = self.model.config
         self.image_size = int(config.vision_config.image_size)
         self.embed_dim = int(config.projection_dim)
@@ -616,24 +604,49 @@ def _check_images(images: Any) -> list[np.ndarray]:
         raise InputError(
             f"images must be a list of (H, W, 3) uint8 arrays, got {type(images).__name__}"
         )
-    arrays = []
-    for i, image in enumerate(images):
-        if not isinstance(image, np.ndarray):
-            raise InputError(
-                f"image {i} must be a numpy (H, W, 3) uint8 array, got {type(image).__name__}"
-            )
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(
-                f"image {i} must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype "
-                f"{image.dtype}; promptseg.image converts gray, RGBA and float pictures"
-            )
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise InputError(f"image {i} is empty: shape {image.shape}")
-        arrays.append(np.ascontiguousarray(image))
-    return arrays
+    return [check_rgb_image(image, f"image {i}") for i, image in enumerate(images)]
 
 
 def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return batch_size
+
+
+#: words a real vocabulary encodes to distinct ids (a fallback tokenizer maps all alike)
+_PROBE_WORDS = ("cat", "dog", "red", "box")
+
+
+def _load_tokenizer(folder: Path):
+    """The tokenizer saved in ``folder``, checked to be a real one.
+
+    transformers 5 quietly builds a 3-token CLIPTokenizer when the files are missing, which
+    maps every word to one id, so: the files must be there, and distinct words must get
+    distinct ids. Any vocabulary size is fine (a character-level one of 190 tokens too).
+    """
+    from transformers import AutoTokenizer
+
+    files = sorted(p.name for p in folder.iterdir()
+                   if p.name in ("tokenizer.json", "vocab.json", "merges.txt"))
+    if "tokenizer.json" not in files and not {"vocab.json", "merges.txt"} <= set(files):
+        found = f" (it has only {', '.join(files)})" if files else ""
+        raise WeightsError(
+            f"{folder} has CLIP weights but no tokenizer files: it needs tokenizer.json, or "
+            f"vocab.json and merges.txt{found}. Save the model's CLIPProcessor or "
+            "CLIPTokenizer there (processor.save_pretrained(folder))"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:
+        raise WeightsError(
+            f"could not read the tokenizer files ({', '.join(files)}) in {folder}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    ids = [tuple(tokenizer(word, add_special_tokens=False)["input_ids"]) for word in _PROBE_WORDS]
+    if len(set(ids)) < len(ids) or not all(ids):
+        raise WeightsError(
+            f"the tokenizer in {folder} maps the distinct words {', '.join(_PROBE_WORDS)} to "
+            f"the ids {[list(i) for i in ids]}: its vocabulary cannot tell words apart (a "
+            "broken or placeholder vocab.json?). Save the model's real tokenizer there"
+        )
+    return tokenizer

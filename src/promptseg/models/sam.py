@@ -46,11 +46,12 @@ import torch
 import torch.nn.functional as F
 
 from promptseg.errors import InputError, WeightsError
+from promptseg.image import check_rgb_image
 from promptseg.models._device import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageEmbedding", "PredictedMasks", "SamSegmenter", "SAM_FAMILIES"]
+__all__ = ["ImageEmbedding", "PredictedMasks", "SamPrompts", "SamSegmenter", "SAM_FAMILIES"]
 
 # config.json ``model_type`` -> (family, transformers model class name)
 _MODEL_TYPES: dict[str, tuple[str, str]] = {
@@ -124,6 +125,28 @@ class PredictedMasks:
         return int(self.logits.shape[0])
 
 
+@dataclass(frozen=True, eq=False)
+class SamPrompts:
+    """A checked batch of B prompts for one image, from :meth:`SamSegmenter.check_prompts`.
+
+    Row b of every array given is prompt b; a prompt kind not given is ``None``.
+
+    Attributes:
+        point_coords: ``(B, P, 2)`` x, y in original-image pixels, or ``None``.
+        point_labels: ``(B, P)`` int64, 1 foreground, 0 background, -1 ignored; ``None``
+            exactly when ``point_coords`` is.
+        boxes: ``(B, 4)`` xyxy in original-image pixels, or ``None``.
+        mask_inputs: ``(B, 1, L, L)`` logits at the decoder resolution, or ``None``.
+        batch_size: B (1 when no prompt is given).
+    """
+
+    point_coords: np.ndarray | None
+    point_labels: np.ndarray | None
+    boxes: np.ndarray | None
+    mask_inputs: np.ndarray | None
+    batch_size: int
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -158,23 +181,6 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         return np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name} must be an array of numbers, got {type(value).__name__}") from exc
-
-
-def _check_image(image: Any) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InputError(
-            f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}; "
-            "load files with promptseg's image loader or "
-            "np.asarray(PIL.Image.open(path).convert('RGB'))"
-        )
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(
-            f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}; "
-            "convert grayscale or RGBA images to RGB first"
-        )
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputError(f"image is empty: shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 class SamSegmenter:
@@ -356,7 +362,7 @@ class SamSegmenter:
         Returns:
             An :class:`ImageEmbedding` to pass to :meth:`predict` any number of times.
         """
-        image = _check_image(image)
+        image = check_rgb_image(image)
         with torch.inference_mode():
             pixels, input_size = self._preprocess(image)
             interm: tuple[torch.Tensor, ...] = ()
@@ -389,13 +395,37 @@ class SamSegmenter:
         out[..., 1] = out[..., 1] * (new_h / old_h)
         return out
 
-    def _check_prompts(
+    def _check_embedding(self, embedding: Any) -> None:
+        """Raise InputError unless ``embedding`` is this segmenter's, on its device and dtype."""
+        if not isinstance(embedding, ImageEmbedding):
+            raise InputError(
+                f"embedding must be an ImageEmbedding from SamSegmenter.embed, got "
+                f"{type(embedding).__name__}"
+            )
+        if embedding.model_id != self.model_id or embedding.family != self.family:
+            raise InputError(
+                f"embedding was computed by {embedding.model_id!r} ({embedding.family}), "
+                f"not by this segmenter {self.model_id!r} ({self.family}); embed the image again"
+            )
+        emb_tensor = embedding.image_embeddings
+        if emb_tensor.dtype != self.dtype or emb_tensor.device != self.device:
+            raise InputError(
+                f"embedding is {emb_tensor.dtype} on {emb_tensor.device}, this segmenter runs "
+                f"{self.dtype} on {self.device}; embed the image with this segmenter"
+            )
+
+    def check_prompts(
         self,
-        point_coords: Any,
-        point_labels: Any,
-        boxes: Any,
-        mask_inputs: Any,
-    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None, int]:
+        point_coords: Any = None,
+        point_labels: Any = None,
+        boxes: Any = None,
+        mask_inputs: Any = None,
+    ) -> SamPrompts:
+        """Check B prompts (arguments as :meth:`predict`) for :meth:`decode`.
+
+        Raises:
+            InputError: wrong shapes or values, or batch sizes that differ.
+        """
         coords = labels = box = masks = None
         sizes: dict[str, int] = {}
         if point_coords is not None:
@@ -458,7 +488,7 @@ class SamSegmenter:
         batch = next(iter(sizes.values())) if sizes else 1
         if batch < 1:
             raise InputError(f"empty prompt batch: {sizes}")
-        return coords, labels, box, masks, batch
+        return SamPrompts(coords, labels, box, masks, batch)
 
     def predict(
         self,
@@ -491,9 +521,10 @@ class SamSegmenter:
         Raises:
             InputError: wrong shapes, batch sizes that differ, or an embedding of another model.
         """
+        self._check_embedding(embedding)
+        prompts = self.check_prompts(point_coords, point_labels, boxes, mask_inputs)
         low_res, iou = self.decode(
-            embedding, point_coords, point_labels, boxes, mask_inputs, multimask_output,
-            hq_token_only=hq_token_only,
+            embedding, prompts, multimask_output, hq_token_only=hq_token_only
         )
         with torch.inference_mode():
             logits = self.upscale(low_res, embedding)
@@ -504,39 +535,21 @@ class SamSegmenter:
     def decode(
         self,
         embedding: ImageEmbedding,
-        point_coords: Any = None,
-        point_labels: Any = None,
-        boxes: Any = None,
-        mask_inputs: Any = None,
+        prompts: SamPrompts,
         multimask_output: bool = True,
         *,
         hq_token_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder half of :meth:`predict`: low-resolution logits and predicted IoU.
 
-        Same arguments as :meth:`predict`. Returns ``(B, K, L, L)`` float32 logits (not
-        clamped, even for SAM 2) and ``(B, K)`` float32 scores. Callers that drop masks by
-        score (automatic mask generation) upscale only the kept ones with :meth:`upscale`.
+        Takes the prompts checked by :meth:`check_prompts`; the other arguments are those of
+        :meth:`predict`. Returns ``(B, K, L, L)`` float32 logits (not clamped, even for SAM 2)
+        and ``(B, K)`` float32 scores. Callers that drop masks by score (automatic mask
+        generation) upscale only the kept ones with :meth:`upscale`.
         """
-        if not isinstance(embedding, ImageEmbedding):
-            raise InputError(
-                f"embedding must be an ImageEmbedding from SamSegmenter.embed, got "
-                f"{type(embedding).__name__}"
-            )
-        if embedding.model_id != self.model_id or embedding.family != self.family:
-            raise InputError(
-                f"embedding was computed by {embedding.model_id!r} ({embedding.family}), "
-                f"not by this segmenter {self.model_id!r} ({self.family}); embed the image again"
-            )
-        emb_tensor = embedding.image_embeddings
-        if emb_tensor.dtype != self.dtype or emb_tensor.device != self.device:
-            raise InputError(
-                f"embedding is {emb_tensor.dtype} on {emb_tensor.device}, this segmenter runs "
-                f"{self.dtype} on {self.device}; embed the image with this segmenter"
-            )
-        coords, labels, box, masks, batch = self._check_prompts(
-            point_coords, point_labels, boxes, mask_inputs
-        )
+        self._check_embedding(embedding)
+        coords, labels = prompts.point_coords, prompts.point_labels
+        box, masks, batch = prompts.boxes, prompts.mask_inputs, prompts.batch_size
         original_size = embedding.original_size
         dev = self.device
         # float64 coordinates as the reference generator passes them (MPS has no float64)

@@ -328,12 +328,10 @@ def _process_batch(
 ) -> dict[str, torch.Tensor]:
     """One batch of point prompts on one crop -> filtered masks (crop frame)."""
     n = len(points)
-    low_res, iou = segmenter.decode(
-        embedding,
-        point_coords=points[:, None, :],
-        point_labels=np.ones((n, 1), dtype=np.int64),
-        multimask_output=True,
+    prompts = segmenter.check_prompts(
+        point_coords=points[:, None, :], point_labels=np.ones((n, 1), dtype=np.int64)
     )
+    low_res, iou = segmenter.decode(embedding, prompts, multimask_output=True)
     k = low_res.shape[1]
     low_res = low_res.flatten(0, 1)
     iou = iou.flatten(0, 1)

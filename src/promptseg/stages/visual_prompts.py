@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from promptseg.errors import ConfigError, InputError
+from promptseg.image import check_rgb_image
 
 __all__ = [
     "RED",
@@ -79,21 +80,6 @@ _Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), exclusive ends, pixels
 # --------------------------------------------------------------------------- validation
 
 
-def _check_image(image: Any) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InputError(
-            f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}"
-        )
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(
-            f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}; "
-            "load images with promptseg.image to convert gray, RGBA or float pictures"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f"image is empty: shape {image.shape}")
-    return np.ascontiguousarray(image)  # OpenCV needs it; a no-op for ordinary arrays
-
-
 def _as_bool_masks(masks: Any, ndim: int, what: str) -> np.ndarray:
     arr = np.asarray(masks)
     if arr.dtype != np.bool_:
@@ -110,7 +96,7 @@ def _as_bool_masks(masks: Any, ndim: int, what: str) -> np.ndarray:
 
 
 def _check_pair(image: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
-    image = _check_image(image)
+    image = check_rgb_image(image)
     mask = _as_bool_masks(mask, 2, "mask")
     if mask.shape != image.shape[:2]:
         raise InputError(
@@ -154,6 +140,19 @@ def _check_center(center: str) -> str:
     if center not in ("centroid", "box"):
         raise ConfigError(f"center must be 'centroid' (as CaR) or 'box', got {center!r}")
     return center
+
+
+def _check_drawing(
+    image: Any, mask: Any, thickness: Any, color: Any
+) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int, int]]:
+    """Check a drawing's arguments, in that order; raise InputError or ConfigError.
+
+    Returns:
+        ``(canvas, mask, thickness, color)``: a fresh copy of the ``(H, W, 3) uint8`` image to
+        draw on, the ``(H, W) bool`` mask, the line width in pixels and the RGB colour.
+    """
+    image, mask = _check_pair(image, mask)
+    return image.copy(), mask, _check_thickness(thickness), _check_color(color)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -504,9 +503,7 @@ def red_ellipse(
     Returns:
         A new ``(H, W, 3) uint8`` array.
     """
-    image, mask = _check_pair(image, mask)
-    thickness, color = _check_thickness(thickness), _check_color(color)
-    out = image.copy()
+    out, mask, thickness, color = _check_drawing(image, mask, thickness, color)
     _draw_ellipse_on(out, _geometry(mask), (0, 0), color, thickness, _check_center(center))
     return out
 
@@ -534,9 +531,7 @@ def draw_rectangle(
     Returns:
         A new ``(H, W, 3) uint8`` array.
     """
-    image, mask = _check_pair(image, mask)
-    thickness, color = _check_thickness(thickness), _check_color(color)
-    out = image.copy()
+    out, mask, thickness, color = _check_drawing(image, mask, thickness, color)
     _draw_rectangle_on(out, _geometry(mask), (0, 0), color, thickness, _check_center(center))
     return out
 
@@ -561,9 +556,7 @@ def draw_contour(
     Returns:
         A new ``(H, W, 3) uint8`` array.
     """
-    image, mask = _check_pair(image, mask)
-    thickness, color = _check_thickness(thickness), _check_color(color)
-    out = image.copy()
+    out, mask, thickness, color = _check_drawing(image, mask, thickness, color)
     _draw_contour_on(out, mask, color, thickness)
     return out
 
@@ -627,6 +620,39 @@ def _positive_float(raw: str) -> float:
 
 _THICKNESS = _int_between(1, 10_000, "thickness")
 
+
+def _drawing(name: str, source: str, draw: Callable[..., np.ndarray]) -> VisualPrompt:
+    """A ``"drawing"`` prompt whose value is the line thickness in pixels (default CaR's 1).
+
+    ``draw(image, mask, thickness=...)`` is the public function that draws the shape.
+    """
+    return VisualPrompt(
+        name=name,
+        kind="drawing",
+        param="thickness",
+        default=CAR_THICKNESS,
+        source=source,
+        apply=lambda i, m, v: draw(i, m, thickness=v),
+        _convert=_THICKNESS,
+    )
+
+
+def _crop(name: str, source: str, *, square: bool) -> VisualPrompt:
+    """A ``"crop"`` prompt: :func:`crop_to_mask` with its ``margin`` as the value (default 0).
+
+    The margin is a fraction of the mask's box size; ``square`` crops to a square window.
+    """
+    return VisualPrompt(
+        name=name,
+        kind="crop",
+        param="margin",
+        default=0.0,
+        source=source,
+        apply=lambda i, m, v: crop_to_mask(i, m, margin=v, square=square),
+        _convert=_check_margin,
+    )
+
+
 VISUAL_PROMPTS: dict[str, VisualPrompt] = {
     p.name: p
     for p in (
@@ -681,51 +707,11 @@ VISUAL_PROMPTS: dict[str, VisualPrompt] = {
             apply=lambda i, m, v: darken_background(i, m, intensity=v),
             _convert=_int_between(0, 100, "darken intensity (percent)"),
         ),
-        VisualPrompt(
-            name="ellipse",
-            kind="drawing",
-            param="thickness",
-            default=CAR_THICKNESS,
-            source="[CaR] 'circle', [Red-circle]",
-            apply=lambda i, m, v: red_ellipse(i, m, thickness=v),
-            _convert=_THICKNESS,
-        ),
-        VisualPrompt(
-            name="contour",
-            kind="drawing",
-            param="thickness",
-            default=CAR_THICKNESS,
-            source="[CaR] 'contour'",
-            apply=lambda i, m, v: draw_contour(i, m, thickness=v),
-            _convert=_THICKNESS,
-        ),
-        VisualPrompt(
-            name="rectangle",
-            kind="drawing",
-            param="thickness",
-            default=CAR_THICKNESS,
-            source="[CaR] 'rectangle'",
-            apply=lambda i, m, v: draw_rectangle(i, m, thickness=v),
-            _convert=_THICKNESS,
-        ),
-        VisualPrompt(
-            name="crop",
-            kind="crop",
-            param="margin",
-            default=0.0,
-            source="[LVLM-med] Sec. VI (future work there)",
-            apply=lambda i, m, v: crop_to_mask(i, m, margin=v),
-            _convert=_check_margin,
-        ),
-        VisualPrompt(
-            name="crop_square",
-            kind="crop",
-            param="margin",
-            default=0.0,
-            source="square crop (ours)",
-            apply=lambda i, m, v: crop_to_mask(i, m, margin=v, square=True),
-            _convert=_check_margin,
-        ),
+        _drawing("ellipse", "[CaR] 'circle', [Red-circle]", red_ellipse),
+        _drawing("contour", "[CaR] 'contour'", draw_contour),
+        _drawing("rectangle", "[CaR] 'rectangle'", draw_rectangle),
+        _crop("crop", "[LVLM-med] Sec. VI (future work there)", square=False),
+        _crop("crop_square", "square crop (ours)", square=True),
     )
 }
 """Every visual prompt name a spec may use, mapped to its :class:`VisualPrompt`."""
@@ -917,7 +903,7 @@ def render_candidates(
             a shape around it); the message names the mask index.
     """
     plan = parse_visual_prompt(spec, margin)
-    image = _check_image(image)
+    image = check_rgb_image(image)
     masks = _as_bool_masks(masks, 3, "masks")
     hw = image.shape[:2]
     if masks.shape[1:] != hw:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from promptseg.errors import ConfigError, InputError
+from promptseg.train import loop
 from promptseg.train.clip_parts import (
     AUTOENCODER_CONFIG,
     AUTOENCODER_WEIGHTS,
@@ -41,17 +42,6 @@ from promptseg.train.clip_parts import (
     timm_trunk,
 )
 from promptseg.train.config import AutoencoderTrainConfig
-from promptseg.train.loop import (
-    DecodedImages,
-    TrainRun,
-    count_parameters,
-    holdout_split,
-    make_optimizer,
-    progress_bar,
-    quiet_library_bars,
-    seed_everything,
-    train_epoch,
-)
 
 __all__ = ["AutoencoderTrainConfig", "ImageAutoencoder", "read_image_list", "train_autoencoder"]
 
@@ -181,7 +171,7 @@ class _Pixels:
     """Normalised pixel batches of images resized to ``size`` x ``size`` (decoded once)."""
 
     def __init__(self, size: int, mean, std, budget_bytes: int = 4 << 30) -> None:
-        self.images = DecodedImages(budget_bytes, size=size)
+        self.images = loop.DecodedImages(budget_bytes, size=size)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -208,7 +198,7 @@ def _check(config: AutoencoderTrainConfig) -> None:
 
 
 def _split(images: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    train, val = holdout_split(len(images), fraction, seed, what="image", min_train=2)
+    train, val = loop.holdout_split(len(images), fraction, seed, what="image", min_train=2)
     return [images[i] for i in train], [images[i] for i in val]
 
 
@@ -258,7 +248,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
         ConfigError, InputError, UnknownModelError, WeightsError: bad settings, data or
             backbone, with a message saying what to change.
     """
-    with quiet_library_bars():
+    with loop.quiet_library_bars():
         return _train_autoencoder(config)
 
 
@@ -267,8 +257,8 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
 
     _check(config)
     device = resolve_device(config.device)
-    run = TrainRun(config.out, asdict(config), resume=config.resume)
-    seed_everything(config.seed)
+    run = loop.TrainRun(config.out, asdict(config), resume=config.resume)
+    loop.seed_everything(config.seed)
     images = read_image_list(config.data, config.image_root)
     if config.max_images is not None:
         images = images[: config.max_images]
@@ -280,9 +270,9 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
     model = ImageAutoencoder(config.backbone, config.image_size, init).to(device)
     mean, std = _default_mean_std(model.encoder)
     pixels = _Pixels(config.image_size, mean, std)
-    trainable, total = count_parameters(model)
-    optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr,
-                               config.weight_decay)
+    trainable, total = loop.count_parameters(model)
+    optimizer = loop.make_optimizer(model.parameters(), config.optimizer, config.lr,
+                                    config.weight_decay)
     start_epoch, best = 1, math.inf
     if state is not None:
         start_epoch, best = run.restore(state, model, optimizer)
@@ -293,7 +283,7 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
     if state is None:  # epoch 0: where training starts from
         run.log({"epoch": 0, "val_loss": evaluate(model, val_images, pixels, config.batch_size,
                                                   device)})
-    with progress_bar(config.progress) as bar:
+    with loop.progress_bar(config.progress) as bar:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -302,9 +292,9 @@ def _train_autoencoder(config: AutoencoderTrainConfig) -> dict[str, Any]:
                 x = pixels.batch([train_images[i] for i in idx]).to(device)
                 return F.mse_loss(model(x), x)
 
-            train_loss = train_epoch(bar, epoch, config.epochs,
-                                     _batches(len(train_images), config.batch_size, rng),
-                                     loss_of, optimizer)
+            train_loss = loop.train_epoch(bar, epoch, config.epochs,
+                                          _batches(len(train_images), config.batch_size, rng),
+                                          loss_of, optimizer)
             val_loss = evaluate(model, val_images, pixels, config.batch_size, device)
             improved = val_loss < best
             if improved:

@@ -42,19 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from promptseg.errors import ConfigError, InputError
+from promptseg.train import loop
 from promptseg.train.config import TARGETS, TRAIN_PARTS, ClipTrainConfig
-from promptseg.train.loop import (
-    DecodedImages,
-    LrSchedule,
-    TrainRun,
-    count_parameters,
-    holdout_split,
-    make_optimizer,
-    progress_bar,
-    quiet_library_bars,
-    seed_everything,
-    train_epoch,
-)
 
 __all__ = ["TRAIN_PARTS", "ClipTrainConfig", "CaptionPairs", "read_captions", "train_clip"]
 
@@ -163,7 +152,7 @@ def _read_coco_captions(data: Any, path: Path) -> list[dict[str, str]]:
 def _split(pairs: CaptionPairs, fraction: float, seed: int) -> tuple[CaptionPairs, CaptionPairs]:
     """Hold out ``fraction`` of the images (all captions of an image stay together)."""
     unique = list(dict.fromkeys(pairs.images))
-    _, val_idx = holdout_split(len(unique), fraction, seed, what="image")
+    _, val_idx = loop.holdout_split(len(unique), fraction, seed, what="image")
     val_images = {unique[i] for i in val_idx}
     val = [i for i, p in enumerate(pairs.images) if p in val_images]
     train = [i for i, p in enumerate(pairs.images) if p not in val_images]
@@ -441,7 +430,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[n
             if len(order[i : i + batch_size]) > 1]
 
 
-def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: DecodedImages,
+def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: loop.DecodedImages,
              rng: np.random.Generator | None, targets: str) -> torch.Tensor:
     backend = scorer._backend
     images = [cache.get(pairs.images[i]) for i in idx]
@@ -458,10 +447,10 @@ def _forward(scorer, pairs: CaptionPairs, idx: np.ndarray, cache: DecodedImages,
 
 @torch.no_grad()
 def evaluate(scorer, pairs: CaptionPairs, batch_size: int, targets: str = "captions",
-             cache: DecodedImages | None = None, max_classes: int = 1000) -> dict[str, float]:
+             cache: loop.DecodedImages | None = None, max_classes: int = 1000) -> dict[str, float]:
     """Validation loss (mean over batches in file order) and zero-shot accuracy: each image
     classified among the distinct captions of ``pairs`` (up to ``max_classes``)."""
-    cache = cache or DecodedImages()
+    cache = cache or loop.DecodedImages()
     model = scorer._backend.model
     model.eval()
     losses = [_forward(scorer, pairs, idx, cache, None, targets).item()
@@ -501,7 +490,7 @@ def train_clip(config: ClipTrainConfig) -> dict[str, Any]:
     Raises:
         ConfigError, InputError: bad settings or data, with a message saying what to change.
     """
-    with quiet_library_bars():
+    with loop.quiet_library_bars():
         return _train_clip(config)
 
 
@@ -511,8 +500,8 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
     _check(config)
     device = resolve_device(config.device)
     pairs = read_captions(config.data, config.image_root)  # bad data: nothing written
-    run = TrainRun(config.out, asdict(config), resume=config.resume)
-    seed_everything(config.seed)
+    run = loop.TrainRun(config.out, asdict(config), resume=config.resume)
+    loop.seed_everything(config.seed)
     if config.val_data:
         train_pairs, val_pairs = pairs, read_captions(config.val_data, config.image_root)
     else:
@@ -533,11 +522,11 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
     model = scorer._backend.model
     model.float()
     select_trainable(model, scorer.family, config.train_parts)
-    trainable, total = count_parameters(model)
-    optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr,
-                               config.weight_decay)
+    trainable, total = loop.count_parameters(model)
+    optimizer = loop.make_optimizer(model.parameters(), config.optimizer, config.lr,
+                                    config.weight_decay)
     steps_per_epoch = len(_batches(len(train_pairs), config.batch_size, None))
-    schedule = LrSchedule(
+    schedule = loop.LrSchedule(
         optimizer, config.scheduler, total_steps=steps_per_epoch * config.epochs,
         warmup_steps=config.warmup_steps, factor=config.plateau_factor,
         patience=config.plateau_patience,
@@ -547,18 +536,18 @@ def _train_clip(config: ClipTrainConfig) -> dict[str, Any]:
         start_epoch, best = run.restore(state, model, optimizer, schedule)
     logger.info("train clip: %d/%d parameters train, %d train / %d val pairs",
                 trainable, total, len(train_pairs), len(val_pairs))
-    cache = DecodedImages()
+    cache = loop.DecodedImages()
     rng = np.random.default_rng([config.seed, start_epoch])
     epochs_run = 0
     if state is None:  # epoch 0: where training starts from
         metrics = evaluate(scorer, val_pairs, config.batch_size, config.targets, cache)
         run.log({"epoch": 0, "lr": schedule.lr, **metrics})
-    with progress_bar(config.progress) as bar:
+    with loop.progress_bar(config.progress) as bar:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             freeze_frozen_batchnorm(model)
-            train_loss = train_epoch(
+            train_loss = loop.train_epoch(
                 bar, epoch, config.epochs, _batches(len(train_pairs), config.batch_size, rng),
                 lambda idx: _forward(scorer, train_pairs, idx, cache,
                                      rng if config.augment else None, config.targets),

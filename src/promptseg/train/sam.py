@@ -55,18 +55,8 @@ import torch
 import torch.nn.functional as F
 
 from promptseg.errors import ConfigError, InputError, WeightsError
+from promptseg.train import loop
 from promptseg.train.config import SamTrainConfig
-from promptseg.train.loop import (
-    SCHEDULERS,
-    LrSchedule,
-    TrainRun,
-    count_parameters,
-    make_optimizer,
-    progress_bar,
-    quiet_library_bars,
-    seed_everything,
-    train_epoch,
-)
 
 __all__ = ["SamTrainConfig", "train_sam", "evaluate_sam", "save_sam", "sam_losses"]
 
@@ -122,9 +112,9 @@ def _check(config: SamTrainConfig) -> None:
             f"val_fraction must be between 0 and 1 (exclusive), got {config.val_fraction!r}; "
             "or give --val-data"
         )
-    if config.scheduler not in SCHEDULERS:
+    if config.scheduler not in loop.SCHEDULERS:
         raise ConfigError(
-            f"unknown scheduler {config.scheduler!r}: use one of {', '.join(SCHEDULERS)}"
+            f"unknown scheduler {config.scheduler!r}: use one of {', '.join(loop.SCHEDULERS)}"
         )
 
 
@@ -637,7 +627,7 @@ def train_sam(config: SamTrainConfig) -> dict[str, Any]:
         ConfigError, InputError: bad settings or data, with a message saying what to change.
         PromptsegError: the loss stopped being finite (lower ``lr``).
     """
-    with quiet_library_bars():
+    with loop.quiet_library_bars():
         return _train_sam(config)
 
 
@@ -655,18 +645,18 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
         config.from_config is not None if config.train_image_encoder is None
         else bool(config.train_image_encoder)
     )
-    run = TrainRun(config.out, asdict(config), resume=config.resume)
+    run = loop.TrainRun(config.out, asdict(config), resume=config.resume)
     state = run.load_state()
-    seed_everything(config.seed)
+    loop.seed_everything(config.seed)
     model = seg.model
     _set_trainable(model, train_encoder)
-    trainable, total = count_parameters(model)
-    optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr,
-                               config.weight_decay)
+    trainable, total = loop.count_parameters(model)
+    optimizer = loop.make_optimizer(model.parameters(), config.optimizer, config.lr,
+                                    config.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
-    schedule = LrSchedule(optimizer, config.scheduler,
-                          total_steps=steps_per_epoch * config.epochs,
-                          warmup_steps=config.warmup_steps)
+    schedule = loop.LrSchedule(optimizer, config.scheduler,
+                               total_steps=steps_per_epoch * config.epochs,
+                               warmup_steps=config.warmup_steps)
     weights = (config.bce_weight, config.dice_weight, config.iou_weight)
     start_epoch, best = 1, {"val_loss": math.inf, "val_iou": math.nan}
     if state is not None:
@@ -684,7 +674,7 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, best = state["epoch"] + 1, state["best"]
-        TrainRun.restore_rng(state)
+        loop.TrainRun.restore_rng(state)
     logger.info("train sam: %d/%d parameters train (image encoder %s), %d train / %d val images",
                 trainable, total, "trains" if train_encoder else "frozen", len(train_idx),
                 len(val_idx))
@@ -693,7 +683,7 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
         metrics = evaluate_sam(seg, val_ds, val_idx, embedder, weights)
         run.log({"epoch": 0, "lr": schedule.lr, **metrics})
     epochs_run = 0
-    with progress_bar(config.progress) as bar:
+    with loop.progress_bar(config.progress) as bar:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             rng = np.random.default_rng([config.seed, epoch])
@@ -702,9 +692,9 @@ def _train_sam(config: SamTrainConfig) -> dict[str, Any]:
                 _train_mode(model, train_encoder)  # evaluation between epochs set eval mode
                 return _train_step(seg, embedder, train_ds, batch, rng, config, weights)
 
-            train_loss = train_epoch(bar, epoch, config.epochs,
-                                     _batches(train_idx, config.batch_size, rng), loss_of,
-                                     optimizer, schedule)
+            train_loss = loop.train_epoch(bar, epoch, config.epochs,
+                                          _batches(train_idx, config.batch_size, rng), loss_of,
+                                          optimizer, schedule)
             metrics = evaluate_sam(seg, val_ds, val_idx, embedder, weights)
             lr = schedule.lr
             schedule.step_epoch(metrics["val_loss"])
