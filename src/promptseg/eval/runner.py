@@ -14,7 +14,6 @@ the same), ``results.jsonl`` (the records), and the reports of :mod:`promptseg.e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -324,9 +323,4 @@ def _write_metas(out: Path, metas: dict[str, Any]) -> None:
     merged = {**_read_metas(out), **to_jsonable(metas)}
     with atomic_write(out / _META_FILE) as tmp:
         tmp.write_text(json.dumps(merged, indent=2) + "\n")
-
-
-def run_as_dict(run: EvalRun) -> dict[str, Any]:
-    """JSON-ready ``{"name", "pipeline", "options"}``."""
-    return to_jsonable(dataclasses.asdict(run))
 
