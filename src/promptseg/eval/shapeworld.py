@@ -39,7 +39,7 @@ from promptseg.data.shapeworld import (
     with_article,
 )
 from promptseg.errors import InputError
-from promptseg.eval.metrics import iou
+from promptseg.eval.protocols import prompt_masks, prompt_scores, score_instance
 
 __all__ = [
     "PromptOutcome",
@@ -115,24 +115,6 @@ class ShapeWorldReport:
                 "rows": [{"what": w, "value": v, "prompts": n} for w, v, n in self.rows()]}
 
 
-def _prompt_masks(seg, n_prompts: int, shape: tuple[int, int]) -> np.ndarray:
-    """``(Q, H, W)`` bool: the union of the instances answering each prompt."""
-    out = np.zeros((n_prompts, *shape), dtype=bool)
-    for mask, q in zip(seg.masks, seg.query_index, strict=True):
-        if q >= 0:
-            out[q] |= mask
-    return out
-
-
-def _prompt_scores(seg, n_prompts: int) -> np.ndarray:
-    """``(Q,)`` the best score answering each prompt (NaN when none does)."""
-    out = np.full(n_prompts, np.nan)
-    for score, q in zip(seg.scores, seg.query_index, strict=True):
-        if q >= 0 and not score <= out[q]:
-            out[q] = float(score)
-    return out
-
-
 def _check_n(n: int) -> None:
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n must be a positive number of scenes, got {n!r}")
@@ -166,14 +148,18 @@ def evaluate_on_shapeworld(
             prompts = [p for p in scene.prompts if p.kind in wanted]
             if prompts:
                 seg = pipeline.segment(pipeline.prepare(scene.image), [p.text for p in prompts])
-                predicted = _prompt_masks(seg, len(prompts), scene.image.shape[:2])
-                scores = _prompt_scores(seg, len(prompts))
-                for p, pred, score in zip(prompts, predicted, scores, strict=True):
-                    truth = scene.target_mask(p)
+                predicted = prompt_masks(seg, len(prompts), scene.image.shape[:2])
+                scores = prompt_scores(seg, len(prompts))
+                truth = np.stack([scene.target_mask(p) for p in prompts])
+                # the records of promptseg eval's instance protocol: one metric code path
+                records = score_instance(predicted, truth, [p.text for p in prompts],
+                                         [p.kind for p in prompts], scores, boundary=False)
+                for p, pred, t, score, record in zip(prompts, predicted, truth, scores, records,
+                                                     strict=True):
                     report.outcomes.append(PromptOutcome(
                         scene=index, text=p.text, kind=p.kind, seen=p.seen,
-                        iou=iou(pred, truth), predicted_pixels=int(pred.sum()),
-                        truth_pixels=int(truth.sum()), score=float(score),
+                        iou=record["iou"], predicted_pixels=int(pred.sum()),
+                        truth_pixels=int(t.sum()), score=float(score),
                     ))
             advance()
     report.seconds = time.perf_counter() - start
@@ -217,7 +203,7 @@ def mosaic_accuracy(
             if named:
                 texts = [text for text, _ in named]
                 seg = pipeline.segment(pipeline.prepare(scene.image), texts, **overrides)
-                predicted = _prompt_masks(seg, len(named), scene.image.shape[:2])
+                predicted = prompt_masks(seg, len(named), scene.image.shape[:2])
                 for (_, target), pred in zip(named, predicted, strict=True):
                     trials += 1
                     right += int(_tile_of_mask(pred, size) == scene.tile_of(target))
