@@ -185,3 +185,23 @@ def test_grid_reuses_sam_proposals_across_clips(table, tiny_sam_dir, tiny_hf_cli
              for i, c in enumerate(clips)]
     assert len(calls) == 6
     assert [r["summary"] for r in shared["runs"]] == [a["runs"][0]["summary"] for a in alone]
+
+
+def test_semantic_benchmark_end_to_end(tmp_path, models, capsys):
+    from test_eval_datasets_semantic import VOC_LABELS, _write_voc
+
+    _write_voc(tmp_path / "VOC2012", VOC_LABELS)
+    out = tmp_path / "out"
+    code = main(["eval", "--dataset", "voc21", "--root", str(tmp_path), *models, *LOW,
+                 "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "results.json").read_text())
+    (run,) = report["runs"]
+    summary = run["summary"]
+    assert summary["images"] == 2 and len(summary["per_class"]) == 21
+    assert run["config"]["output"] == "label"  # slip's way of answering a semantic benchmark
+    assert 0 <= summary["miou"] <= 1 and 0 <= summary["pixel_accuracy"] <= 1
+    records = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
+    # every scored pixel counted once: 6 x 8 pixels, the last row a 255 border
+    assert [sum(n for _, _, n in r["confusion"]) for r in records] == [40, 40]
+    assert "| mIoU | pixel acc. |" in (out / "report.md").read_text()
