@@ -140,10 +140,13 @@ def read_records(out: Path, repair: bool = False) -> dict[tuple[str, str], dict[
     return records
 
 
-def _append(fh, record: dict[str, Any]) -> None:
-    fh.write(json.dumps(to_jsonable(record), separators=(",", ":")) + "\n")
+def _append(fh, record: dict[str, Any]) -> dict[str, Any]:
+    """Write one record as a line, synced to disk; returns it as it reads back."""
+    record = to_jsonable(record)
+    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
     fh.flush()
     os.fsync(fh.fileno())
+    return record
 
 
 def _check_out(out: Path, described: dict[str, Any]) -> None:
@@ -205,9 +208,8 @@ def answer_sample(pipe, dataset, sample, loaded) -> dict[str, Any]:
         label = label_map_from_masks(masks, scores, list(range(q)), fill)
         record.update(score_semantic(label, loaded.label_map, c, dataset.ignore_index))
         return record
-    heatmaps = seg.heatmaps if seg.heatmaps is not None else None
     prompts = score_instance(masks, loaded.masks, sample.prompts, sample.tags, scores,
-                             score_maps=heatmaps)
+                             score_maps=seg.heatmaps)
     from promptseg.convert.coco import rle_encode
 
     for rec, rle in zip(prompts, rle_encode(masks), strict=True):
@@ -298,8 +300,7 @@ def evaluate(
                 record = answer_sample(pipes[run.name], dataset, sample, loaded)
                 record = {"run": run.name, "sample": sample.id, **record,
                           "info": sample.info}
-                _append(fh, record)
-                done[(run.name, sample.id)] = json.loads(json.dumps(to_jsonable(record)))
+                done[(run.name, sample.id)] = _append(fh, record)
                 bar.advance(task)
             shared.clear()
     _write_metas(out, metas)
