@@ -2,7 +2,9 @@
 
 1. Every prompt of ``--n`` test scenes: mIoU overall, per prompt kind (single, multi,
    attribute, referring, thin), for seen against held-out colour-shape combinations, and the
-   rate of correctly empty answers to negative prompts (``promptseg.eval.shapeworld``).
+   rate of correctly empty answers to negative prompts. This is ``promptseg eval --dataset
+   shapeworld`` on the scenes ``promptseg data shapeworld`` writes (one code path for
+   quality; ``--out`` keeps its results folder).
 2. [SLIP]'s own protocol: 2x2 mosaics of four single-object scenes, a prompt naming one of
    them; accuracy = the chosen segment lies on the right tile.
 3. With ``--novel``: the SLIP paper's claim in kind (Pokemon, 15.25% -> 69.75%): on the
@@ -32,6 +34,7 @@ from _report import table  # noqa: E402
 
 from promptseg._io import atomic_write  # noqa: E402
 from promptseg.errors import PromptsegError  # noqa: E402
+from promptseg.eval.protocols import below_threshold_empty, summarize_instance  # noqa: E402
 from promptseg.eval.runner import parse_set_options  # noqa: E402
 from promptseg.eval.shapeworld import (  # noqa: E402
     crop_naming_accuracy,
@@ -63,6 +66,9 @@ def main() -> None:
                         help="novel-domain training scenes for the fine-tuning")
     parser.add_argument("--novel-epochs", type=int, default=12)
     parser.add_argument("--json", dest="json_out", default=None, help="write the figures here")
+    parser.add_argument("--out", default=None,
+                        help="keep the scenes (OUT/data) and the promptseg eval results "
+                             "folder of table 1 (OUT/eval: report.md, samples.csv, gallery)")
     parser.add_argument("--calibrate", action="store_true",
                         help="search slip's mask filters and threshold on the val split")
     args = parser.parse_args()
@@ -75,7 +81,9 @@ def main() -> None:
 
     pipe = load_pipeline(args.pipeline, clip=args.clip, sam=args.sam, device=args.device,
                          **options)
-    report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, progress=True)
+    # promptseg eval --dataset shapeworld on the same scenes; --out keeps its results folder
+    report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, progress=True,
+                                    work=args.out)
     rows = [(what, fmt(value), count) for what, value, count in report.rows()]
     applied = {**pipe.model_settings.get("applied", {}), **options}
     settings = ", ".join(f"{k}={v}" for k, v in applied.items()) or "defaults"
@@ -146,12 +154,8 @@ def novel_domain(args, options: dict, slip_protocol: dict, mosaics: int) -> dict
 def thresholded(report, threshold: float) -> tuple[float, float, float]:
     """(mIoU of naming prompts, negative empty rate, mean of the two) had every answer
     scoring below ``threshold`` been empty."""
-    import numpy as np
-
-    naming = [o.iou if o.score >= threshold else 0.0 for o in report.outcomes
-              if o.kind != "negative"]
-    empty = [not o.score >= threshold for o in report.outcomes if o.kind == "negative"]
-    miou, rate = float(np.mean(naming)), float(np.mean(empty))
+    summary = summarize_instance(below_threshold_empty(report.records, threshold))
+    miou, rate = summary["miou"], summary["negatives_empty"]
     return miou, rate, (miou + rate) / 2
 
 

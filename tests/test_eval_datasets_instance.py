@@ -540,7 +540,8 @@ def test_shapeworld_files_match_generated_scenes(tmp_path):
         scene = generate_scene(i, split="test")
         assert sample.prompts == tuple(p.text for p in scene.prompts)
         assert sample.tags == tuple(p.kind for p in scene.prompts)
-        assert sample.info["seen"] == [p.seen for p in scene.prompts]
+        assert sample.groups["combination"] == tuple(
+            "seen" if p.seen else "held-out" for p in scene.prompts)
         loaded = sample.load()
         np.testing.assert_array_equal(loaded.image, scene.image)
         expected = np.stack([scene.target_mask(p) for p in scene.prompts])
@@ -560,3 +561,16 @@ def test_shapeworld_files_errors(tmp_path):
     with pytest.raises(InputError, match="unknown domain 'odd'"):
         ShapeWorldFiles(tmp_path, split="val", domain="odd")
     assert len(ShapeWorldFiles(tmp_path, split="val")) == 1
+    with pytest.raises(InputError, match=r"unknown prompt kinds \['odd'\]"):
+        ShapeWorldFiles(tmp_path, split="val", kinds="single,odd")
+
+
+def test_shapeworld_files_kinds_filter(tmp_path):
+    write_dataset(tmp_path, n=4, split="test", crops=False, progress=False)
+    everything = list(ShapeWorldFiles(tmp_path))
+    thin = list(load_dataset("shapeworld", tmp_path, kinds="thin,negative"))
+    assert {t for s in thin for t in s.tags} <= {"thin", "negative"}
+    assert sum(len(s.prompts) for s in thin) == sum(
+        t in ("thin", "negative") for s in everything for t in s.tags)
+    assert ShapeWorldFiles(tmp_path, kinds=["thin"]).describe()["kinds"] == ["thin"]
+    assert "kinds" not in ShapeWorldFiles(tmp_path).describe()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from promptseg.eval.protocols import (
+    below_threshold_empty,
     label_map_from_masks,
     score_instance,
     score_semantic,
@@ -43,6 +44,41 @@ def test_instance_perfect_empty_partial_and_negative():
     assert summary["per_tag"] == {"easy": 1.0, "hard": pytest.approx(1 / 6)}
     assert summary["negatives_empty"] == 1.0
     assert (summary["prompts"], summary["negatives"]) == (3, 1)
+
+
+def test_groupings_beside_tags_and_their_counts():
+    truth = np.stack([_square(10, 10, 0, 4, 0, 4)] * 3 + [np.zeros((10, 10), bool)])
+    pred = np.stack([truth[0], np.zeros((10, 10), bool), _square(10, 10, 0, 4, 2, 6),
+                     np.zeros((10, 10), bool)])
+    records = score_instance(pred, truth, ["a", "b", "c", "n"], tags=["x", "x", "y", "neg"],
+                             groups={"combination": ["seen", "held-out", "seen", "seen"]})
+    assert [r["groups"] for r in records[:2]] == [{"combination": "seen"},
+                                                  {"combination": "held-out"}]
+    assert [r["truth"] for r in records] == [16, 16, 16, 0]
+    summary = summarize_instance(records)
+    # the negative is in no mean: seen = (1 + 1/3) / 2, held-out = 0
+    assert summary["per_group"] == {"combination": {"held-out": 0.0,
+                                                    "seen": pytest.approx(2 / 3)}}
+    assert summary["counts"] == {"tag": {"x": 2, "y": 1},
+                                 "combination": {"held-out": 1, "seen": 2}}
+    with pytest.raises(Exception, match="grouping 'combination' has 1 values for 4 prompts"):
+        score_instance(pred, truth, ["a", "b", "c", "n"], groups={"combination": ["seen"]})
+
+
+def test_below_threshold_empty_recomputes_from_records():
+    truth = np.stack([_square(10, 10, 0, 4, 0, 4), _square(10, 10, 0, 4, 0, 4),
+                      np.zeros((10, 10), bool)])
+    pred = np.stack([truth[0], _square(10, 10, 0, 4, 2, 6), _square(10, 10, 5, 7, 5, 7)])
+    records = score_instance(pred, truth, ["a", "b", "n"], scores=[0.9, 0.3, 0.2])
+    assert summarize_instance(records)["negatives_empty"] == 0.0
+    cut = below_threshold_empty(records, 0.5)
+    assert [r["empty"] for r in cut] == [False, True, True]
+    assert [r["iou"] for r in cut] == [1.0, 0.0, 1.0]
+    assert cut[1]["union"] == 16 and cut[1]["biou"] == 0.0
+    summary = summarize_instance(cut)
+    assert summary["miou"] == 0.5 and summary["negatives_empty"] == 1.0
+    assert summary["oiou"] == pytest.approx(16 / 32)
+    assert below_threshold_empty(records, 0.0) == records
 
 
 def test_negative_answered_counts_against():

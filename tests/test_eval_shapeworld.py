@@ -78,6 +78,23 @@ def test_oracle_scores_perfectly():
     assert rows["mIoU, held-out combinations"][1] == held_out
 
 
+def test_scores_come_from_a_promptseg_eval_folder(tmp_path):
+    """The table is promptseg eval's: its results folder holds the same figures."""
+    scenes = [generate_scene(i, 4, "test") for i in range(3)]
+    report = evaluate_on_shapeworld(WholeImagePipeline(), n=3, seed=4, work=tmp_path)
+    table = (tmp_path / "eval" / "report.md").read_text()
+    assert "mIoU held-out" in table and "mIoU thin" in table
+    run = report.eval_report["runs"][0]
+    assert run["summary"]["miou"] == report.miou()
+    assert run["samples"] == 3
+    rows = (tmp_path / "eval" / "samples.csv").read_text().splitlines()
+    assert rows[0].startswith("run,sample,prompt,tag,combination,")
+    assert len(rows) == 1 + sum(len(s.prompts) for s in scenes)
+    # a second call on the same folder starts afresh (another pipeline's records are gone)
+    again = evaluate_on_shapeworld(OraclePipeline(scenes), n=3, seed=4, work=tmp_path)
+    assert again.miou() == 1.0
+
+
 def test_whole_image_answer_scores_truth_area():
     scenes = [generate_scene(i, 5, "test") for i in range(4)]
     report = evaluate_on_shapeworld(WholeImagePipeline(), n=4, seed=5)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from promptseg.eval.metrics import (
 
 __all__ = [
     "SWEEP_THRESHOLDS",
+    "below_threshold_empty",
     "label_map_from_masks",
     "prompt_masks",
     "prompt_scores",
@@ -134,6 +135,7 @@ def score_instance(
     score_maps: np.ndarray | None = None,
     boundary: bool = True,
     thresholds: np.ndarray = SWEEP_THRESHOLDS,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per prompt of an instance-task sample.
 
@@ -145,11 +147,13 @@ def score_instance(
         score_maps: ``(Q, H, W)`` float in ``[0, 1]``, soft outputs (CLIPSeg's heatmaps); when
             given, the record holds the binary-sweep counts of :func:`summarize_binary`.
         boundary: also compute Boundary IoU (Cheng et al. 2021; costs two erosions).
+        groups: further groupings, name -> ``Q`` group names (see ``Sample.groups``).
 
     Returns:
         Records with ``prompt``, ``tag``, ``negative`` (truth empty), ``empty`` (no answer),
-        ``iou``, ``inter``, ``union`` (pixels), ``biou`` (None for negatives or without
-        ``boundary``), ``score`` and, with ``score_maps``, ``sweep``.
+        ``iou``, ``inter``, ``union``, ``truth`` (pixels), ``biou`` (None for negatives or
+        without ``boundary``), ``score``; with ``groups``, ``groups`` (name -> this prompt's
+        group); with ``score_maps``, ``sweep``.
     """
     pred = np.asarray(pred, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
@@ -157,6 +161,11 @@ def score_instance(
         raise InputError(f"score_instance: prediction {pred.shape} and truth {truth.shape} for "
                          f"{len(prompts)} prompts")
     tags = tuple(tags) if tags else ("",) * len(prompts)
+    groups = {name: tuple(values) for name, values in (groups or {}).items()}
+    for name, values in groups.items():
+        if len(values) != len(prompts):
+            raise InputError(f"score_instance: grouping {name!r} has {len(values)} values for "
+                             f"{len(prompts)} prompts")
     records = []
     for q, prompt in enumerate(prompts):
         inter, union = _counts(pred[q], truth[q])
@@ -164,10 +173,12 @@ def score_instance(
         record: dict[str, Any] = {
             "prompt": prompt, "tag": tags[q], "negative": negative,
             "empty": not pred[q].any(), "iou": 1.0 if union == 0 else inter / union,
-            "inter": inter, "union": union,
+            "inter": inter, "union": union, "truth": int(np.count_nonzero(truth[q])),
             "biou": boundary_iou(truth[q], pred[q]) if boundary and not negative else None,
             "score": None if scores is None or not math.isfinite(scores[q]) else float(scores[q]),
         }
+        if groups:
+            record["groups"] = {name: values[q] for name, values in groups.items()}
         if score_maps is not None:
             record["sweep"] = _sweep_counts(np.asarray(score_maps[q]), truth[q], thresholds)
         records.append(record)
@@ -195,24 +206,57 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def summarize_instance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``miou``, ``oiou``, ``mbiou``, ``per_tag`` (tag -> mIoU), ``negatives_empty``,
-    ``prompts`` and ``negatives`` (counts) of instance records."""
+    """The instance summary of prompt records.
+
+    Returns ``miou``, ``oiou``, ``mbiou``, ``per_tag`` (tag -> mIoU), ``per_group``
+    (grouping -> group -> mIoU), ``negatives_empty``, ``prompts`` and ``negatives``
+    (counts), and ``counts`` (``{"tag": {tag: n}, grouping: {group: n}}``, prompts naming
+    something).
+    """
     positive = [r for r in records if not r["negative"]]
     negative = [r for r in records if r["negative"]]
     per_tag: dict[str, list[float]] = defaultdict(list)
+    per_group: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in positive:
         if r["tag"]:
             per_tag[r["tag"]].append(r["iou"])
+        for name, group in (r.get("groups") or {}).items():
+            per_group[name][group].append(r["iou"])
     union = sum(r["union"] for r in positive)
+    counts = {"tag": {tag: len(v) for tag, v in sorted(per_tag.items())}}
+    counts.update({name: {g: len(v) for g, v in sorted(groups.items())}
+                   for name, groups in sorted(per_group.items())})
     return {
         "miou": _mean(r["iou"] for r in positive),
         "oiou": sum(r["inter"] for r in positive) / union if union else math.nan,
         "mbiou": _mean(r["biou"] for r in positive),
         "per_tag": {tag: float(np.mean(v)) for tag, v in sorted(per_tag.items())},
+        "per_group": {name: {g: float(np.mean(v)) for g, v in sorted(groups.items())}
+                      for name, groups in sorted(per_group.items())},
         "negatives_empty": _mean(float(r["empty"]) for r in negative),
         "prompts": len(positive),
         "negatives": len(negative),
+        "counts": counts,
     }
+
+
+def below_threshold_empty(records: Sequence[dict[str, Any]],
+                          threshold: float) -> list[dict[str, Any]]:
+    """The records as they would read had every answer scoring below ``threshold`` been
+    empty (an answer without a score counts as below): for calibrating a score threshold on
+    one run's records instead of re-running the pipeline per threshold. A changed record
+    loses its sweep; its Boundary IoU becomes 0 (nothing predicted) when it had one."""
+    out = []
+    for r in records:
+        if r["empty"] or (r["score"] is not None and r["score"] >= threshold):
+            out.append(r)
+            continue
+        changed = {k: v for k, v in r.items() if k != "sweep"}
+        changed.update(empty=True, inter=0, union=r["truth"],
+                       biou=None if r["biou"] is None else 0.0,
+                       iou=1.0 if r["truth"] == 0 else 0.0)
+        out.append(changed)
+    return out
 
 
 def summarize_binary(records: Sequence[dict[str, Any]],

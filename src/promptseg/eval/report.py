@@ -92,6 +92,11 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
                ("oIoU", lambda r: r["summary"]["oiou"]),
                ("mBIoU", lambda r: r["summary"]["mbiou"])]
     columns += [(f"mIoU {t}", lambda r, t=t: r["summary"]["per_tag"].get(t)) for t in tags]
+    groupings = sorted({(name, g) for r in runs
+                        for name, groups in r["summary"].get("per_group", {}).items()
+                        for g in groups})
+    columns += [(f"mIoU {g}", lambda r, n=name, g=g: r["summary"]["per_group"].get(n, {}).get(g))
+                for name, g in groupings]
     if any(r["summary"]["negatives"] for r in runs):
         columns.append(("negatives empty", lambda r: r["summary"]["negatives_empty"]))
     if any("binary" in r["summary"] for r in runs):
@@ -144,8 +149,9 @@ def _csv_text(report, samples, done, runs) -> str:
     if semantic:
         writer.writerow(["run", "sample", "seconds", "peak_memory_mb"])
     else:
-        writer.writerow(["run", "sample", "prompt", "tag", "negative", "empty", "iou", "biou",
-                         "score", "seconds"])
+        groupings = sorted({name for s in samples for name in s.groups})
+        writer.writerow(["run", "sample", "prompt", "tag", *groupings, "negative", "empty",
+                         "iou", "biou", "score", "seconds"])
     for run in runs:
         for record in _records(run, samples, done):
             if semantic:
@@ -153,7 +159,9 @@ def _csv_text(report, samples, done, runs) -> str:
                                  _fmt(record["peak_memory_mb"], 1)])
                 continue
             for p in record["prompts"]:
+                groups = p.get("groups") or {}
                 writer.writerow([run.name, record["sample"], p["prompt"], p["tag"],
+                                 *(groups.get(name, "") for name in groupings),
                                  int(p["negative"]), int(p["empty"]), _fmt(p["iou"], 4),
                                  _fmt(p["biou"], 4), _fmt(p["score"], 4),
                                  _fmt(record["seconds"], 4)])

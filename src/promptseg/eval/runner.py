@@ -53,11 +53,16 @@ class EvalRun:
         pipeline: a name from ``promptseg methods``.
         options: pipeline options (``--set``, ``--clip``, ``--sam``), JSON-ready.
         name: the row's label, unique in an evaluation (``"slip clip=A sam=X"``).
+        instance: an already built pipeline to run instead of building ``pipeline`` with
+            ``options`` (from the API: a pipeline object, or anything answering
+            ``instance(image, prompts) -> Segmentation``); it is not saved with the results,
+            so a resumed call must pass it again.
     """
 
     pipeline: str
     options: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    instance: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not self.name:
@@ -209,7 +214,7 @@ def answer_sample(pipe, dataset, sample, loaded) -> dict[str, Any]:
         record.update(score_semantic(label, loaded.label_map, c, dataset.ignore_index))
         return record
     prompts = score_instance(masks, loaded.masks, sample.prompts, sample.tags, scores,
-                             score_maps=seg.heatmaps)
+                             score_maps=seg.heatmaps, groups=sample.groups)
     from promptseg.convert.coco import rle_encode
 
     for rec, rle in zip(prompts, rle_encode(masks), strict=True):
@@ -221,6 +226,8 @@ def answer_sample(pipe, dataset, sample, loaded) -> dict[str, Any]:
 def _build(run: EvalRun, task: str, device: str, dtype: str):
     from promptseg.pipelines import get_pipeline_class, load_pipeline
 
+    if run.instance is not None:
+        return run.instance
     cls = get_pipeline_class(run.pipeline)
     # how the pipeline answers this kind of benchmark (e.g. slip names every segment for a
     # semantic one); the run's own options win
@@ -233,7 +240,8 @@ def _pipeline_meta(pipe) -> dict[str, Any]:
 
     models = {name: getattr(getattr(pipe, name), "model_id", None)
               for name in ("clip", "sam") if hasattr(pipe, name)}
-    return {"config": config_to_dict(pipe.config), "models": models,
+    config = getattr(pipe, "config", None)
+    return {"config": config_to_dict(config) if config is not None else {}, "models": models,
             "model_settings": getattr(pipe, "model_settings", {})}
 
 

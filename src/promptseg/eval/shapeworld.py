@@ -2,9 +2,10 @@
 
 Two protocols:
 
-- :func:`evaluate_on_shapeworld`: every tagged prompt of ``n`` generated scenes. A prompt's
-  prediction is the union of the masks the pipeline returns for it; its score is the IoU
-  with the union of its targets. Reported as mean IoU over the prompts that name something,
+- :func:`evaluate_on_shapeworld`: every tagged prompt of ``n`` generated scenes, through
+  ``promptseg eval`` (:mod:`promptseg.eval.runner`). A prompt's prediction is the union of
+  the masks the pipeline returns for it; its score is the IoU with the union of its
+  targets. Reported as mean IoU over the prompts that name something,
   per prompt kind (single, multi, attribute, referring, thin) and for seen against held-out
   colour-shape combinations; a negative prompt (it names nothing in the scene) is right when
   the answer is empty, reported as the rate of correctly empty answers.
@@ -39,7 +40,7 @@ from promptseg.data.shapeworld import (
     with_article,
 )
 from promptseg.errors import InputError
-from promptseg.eval.protocols import prompt_masks, prompt_scores, score_instance
+from promptseg.eval.protocols import prompt_masks, summarize_instance
 
 __all__ = [
     "PromptOutcome",
@@ -55,7 +56,8 @@ NAMING_KINDS = tuple(k for k in PROMPT_KINDS if k != "negative")
 
 @dataclass(frozen=True)
 class PromptOutcome:
-    """One prompt of one scene: what was asked and how well it was answered."""
+    """One prompt of one scene: what was asked and how well it was answered (a view of the
+    prompt's ``promptseg eval`` record)."""
 
     scene: int
     text: str
@@ -73,41 +75,68 @@ class PromptOutcome:
 
 @dataclass
 class ShapeWorldReport:
-    """Outcomes of :func:`evaluate_on_shapeworld`, with the summaries of the quality table."""
+    """What :func:`evaluate_on_shapeworld` found: the prompt records of ``promptseg eval``
+    (:func:`~promptseg.eval.protocols.score_instance`, each with its ``scene`` index) and
+    the quality table's figures, every one summarised by
+    :func:`~promptseg.eval.protocols.summarize_instance`.
 
-    outcomes: list[PromptOutcome] = field(default_factory=list)
+    Attributes:
+        records: one per prompt, in scene order.
+        scenes: scenes evaluated.
+        seconds: wall time of the evaluation.
+        eval_report: the full report of :func:`promptseg.eval.runner.evaluate` (what its
+            ``results.json`` holds: config, model ids, cost).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
     scenes: int = 0
     seconds: float = 0.0
+    eval_report: dict[str, Any] = field(default_factory=dict)
 
-    def _naming(self, kind: str | None = None, seen: bool | None = None) -> list[PromptOutcome]:
-        return [o for o in self.outcomes if o.kind != "negative"
-                and (kind is None or o.kind == kind) and (seen is None or o.seen == seen)]
+    def _select(self, kind: str | None = None, seen: bool | None = None) -> list[dict]:
+        group = None if seen is None else ("seen" if seen else "held-out")
+        return [r for r in self.records if (kind is None or r["tag"] == kind)
+                and (group is None or r["groups"]["combination"] == group)]
+
+    def summary(self, kind: str | None = None, seen: bool | None = None) -> dict[str, Any]:
+        """:func:`~promptseg.eval.protocols.summarize_instance` of the chosen prompts."""
+        return summarize_instance(self._select(kind, seen))
 
     def miou(self, kind: str | None = None, seen: bool | None = None) -> float:
         """Mean IoU over the prompts that name something (NaN when there are none)."""
-        chosen = self._naming(kind, seen)
-        return float(np.mean([o.iou for o in chosen])) if chosen else float("nan")
+        return self.summary(kind, seen)["miou"]
 
     def count(self, kind: str | None = None, seen: bool | None = None) -> int:
-        if kind == "negative":
-            return len([o for o in self.outcomes if o.kind == "negative"])
-        return len(self._naming(kind, seen))
+        """Prompts naming something (``kind="negative"``: the negative prompts)."""
+        summary = self.summary(kind, seen)
+        return summary["negatives"] if kind == "negative" else summary["prompts"]
 
     def negative_empty_rate(self) -> float:
         """Share of negative prompts answered with an empty mask (NaN without negatives)."""
-        negatives = [o for o in self.outcomes if o.kind == "negative"]
-        if not negatives:
-            return float("nan")
-        return float(np.mean([o.correctly_empty for o in negatives]))
+        return self.summary()["negatives_empty"]
+
+    @property
+    def outcomes(self) -> list[PromptOutcome]:
+        return [PromptOutcome(
+            scene=r["scene"], text=r["prompt"], kind=r["tag"],
+            seen=r["groups"]["combination"] == "seen", iou=r["iou"],
+            predicted_pixels=r["union"] - r["truth"] + r["inter"], truth_pixels=r["truth"],
+            score=float("nan") if r["score"] is None else r["score"],
+        ) for r in self.records]
 
     def rows(self) -> list[tuple[str, float, int]]:
         """``(what, value, prompts)`` rows: overall, per kind, seen/held-out, negatives."""
-        rows = [("mIoU, all naming prompts", self.miou(), self.count())]
-        rows += [(f"mIoU, {kind}", self.miou(kind), self.count(kind)) for kind in NAMING_KINDS]
-        rows += [("mIoU, seen combinations", self.miou(seen=True), self.count(seen=True)),
-                 ("mIoU, held-out combinations", self.miou(seen=False), self.count(seen=False)),
-                 ("negative: correctly empty", self.negative_empty_rate(),
-                  self.count("negative"))]
+        summary = self.summary()
+        per_tag, counts = summary["per_tag"], summary["counts"]
+        combination = summary["per_group"].get("combination", {})
+        rows = [("mIoU, all naming prompts", summary["miou"], summary["prompts"])]
+        rows += [(f"mIoU, {kind}", per_tag.get(kind, float("nan")),
+                  counts["tag"].get(kind, 0)) for kind in NAMING_KINDS]
+        rows += [(f"mIoU, {label} combinations", combination.get(group, float("nan")),
+                  counts.get("combination", {}).get(group, 0))
+                 for label, group in (("seen", "seen"), ("held-out", "held-out"))]
+        rows += [("negative: correctly empty", summary["negatives_empty"],
+                  summary["negatives"])]
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,50 +149,71 @@ def _check_n(n: int) -> None:
         raise InputError(f"n must be a positive number of scenes, got {n!r}")
 
 
+class _PrepareThenSegment:
+    """A stand-in with ``prepare`` / ``segment`` but no ``__call__``, made callable as the
+    eval runner calls pipelines."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def __call__(self, image, prompts):
+        return self.pipeline.segment(self.pipeline.prepare(image), prompts)
+
+
 def evaluate_on_shapeworld(
     pipeline, n: int = 100, seed: int = 0, split: str = "test", domain: str = "base",
     config: ShapeWorldConfig | None = None, kinds: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool = False, work: str | Path | None = None,
 ) -> ShapeWorldReport:
     """Run ``pipeline`` on scenes ``0 .. n-1`` of a ShapeWorld split and score every prompt.
 
+    This is ``promptseg eval --dataset shapeworld`` from the API: the scenes are written as
+    ``promptseg data shapeworld`` writes them, read back by
+    :class:`~promptseg.eval.datasets.shapeworld.ShapeWorldFiles` and answered and scored by
+    :func:`promptseg.eval.runner.evaluate`, so there is one code path for quality.
+
     Args:
-        pipeline: any :class:`promptseg.pipelines.base.Pipeline` (prepared once per scene,
-            then asked all the scene's prompts at once).
+        pipeline: any :class:`promptseg.pipelines.base.Pipeline` (or an object with
+            ``prepare(image)`` and ``segment(prepared, prompts)``), asked all of a scene's
+            prompts at once.
         n: number of scenes.
         seed, split, domain, config: which scenes (see :func:`generate_scene`).
         kinds: only prompts of these kinds (default: all).
         progress: show a progress bar on stderr.
+        work: a folder for the scene files (``data/``) and the eval results folder
+            (``eval/``, with ``report.md``, ``samples.csv`` and the gallery); a temporary
+            folder, removed afterwards, when ``None``.
     """
+    import tempfile
+
+    from promptseg.data.shapeworld import write_dataset
+    from promptseg.eval.datasets.shapeworld import ShapeWorldFiles
+    from promptseg.eval.runner import EvalRun, evaluate, read_records
+
     _check_n(n)
-    wanted = set(kinds or PROMPT_KINDS)
-    unknown = wanted - set(PROMPT_KINDS)
+    wanted = list(kinds or PROMPT_KINDS)
+    unknown = set(wanted) - set(PROMPT_KINDS)
     if unknown:
         raise InputError(f"unknown prompt kinds {sorted(unknown)}; use {', '.join(PROMPT_KINDS)}")
-    report = ShapeWorldReport(scenes=int(n))
     start = time.perf_counter()
-    with _bar(progress, int(n), f"ShapeWorld {domain}/{split}") as advance:
-        for index in range(int(n)):
-            scene = generate_scene(index, seed, split, domain, config)
-            prompts = [p for p in scene.prompts if p.kind in wanted]
-            if prompts:
-                seg = pipeline.segment(pipeline.prepare(scene.image), [p.text for p in prompts])
-                predicted = prompt_masks(seg, len(prompts), scene.image.shape[:2])
-                scores = prompt_scores(seg, len(prompts))
-                truth = np.stack([scene.target_mask(p) for p in prompts])
-                # the records of promptseg eval's instance protocol: one metric code path
-                records = score_instance(predicted, truth, [p.text for p in prompts],
-                                         [p.kind for p in prompts], scores, boundary=False)
-                for p, pred, t, score, record in zip(prompts, predicted, truth, scores, records,
-                                                     strict=True):
-                    report.outcomes.append(PromptOutcome(
-                        scene=index, text=p.text, kind=p.kind, seen=p.seen,
-                        iou=record["iou"], predicted_pixels=int(pred.sum()),
-                        truth_pixels=int(t.sum()), score=float(score),
-                    ))
-            advance()
-    report.seconds = time.perf_counter() - start
-    return report
+    with tempfile.TemporaryDirectory(prefix="promptseg-shapeworld-") as tmp:
+        folder = Path(work) if work is not None else Path(tmp)
+        data, out = folder / "data", folder / "eval"
+        write_dataset(data, n=int(n), seed=seed, split=split, domain=domain, config=config,
+                      crops=False, progress=False, scene_captions=False)
+        dataset = ShapeWorldFiles(data, split=split, domain=domain, kinds=wanted)
+        answering = pipeline if callable(pipeline) else _PrepareThenSegment(pipeline)
+        run = EvalRun(getattr(pipeline, "name", "") or type(pipeline).__name__,
+                      instance=answering)
+        if (out / "results.jsonl").exists():  # another evaluation's records: start afresh
+            (out / "results.jsonl").unlink()
+            (out / "eval.json").unlink(missing_ok=True)
+        eval_report = evaluate(dataset, [run], out, progress=progress)
+        done = read_records(out)
+        records = [{**p, "scene": sample.info["index"]} for sample in dataset
+                   for p in done[(run.name, sample.id)]["prompts"]]
+    return ShapeWorldReport(records=records, scenes=int(n),
+                            seconds=time.perf_counter() - start, eval_report=eval_report)
 
 
 def mosaic_accuracy(

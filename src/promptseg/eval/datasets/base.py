@@ -82,6 +82,9 @@ class Sample:
             a ShapeWorld prompt kind, a RefCOCO ``testA``/``testB`` split, ...); ``""``
             when none. Same length as ``prompts``.
         loader: ``loader() -> LoadedSample``; reads image and truth from disk.
+        groups: further groupings of the prompts, by name: per prompt its group in each
+            (ShapeWorld's ``{"combination": ("seen", "held-out", ...)}`` beside its kinds in
+            ``tags``); reported as one mIoU per group. Each the length of ``prompts``.
         info: small JSON-ready facts kept in the per-sample results (file names,
             category, annotation id, ...).
     """
@@ -92,6 +95,7 @@ class Sample:
     loader: Callable[[], LoadedSample] = field(repr=False, compare=False)
     tags: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if not self.id:
@@ -103,6 +107,12 @@ class Sample:
                 f"sample {self.id}: {len(tags)} tags for {len(self.prompts)} prompts"
             )
         object.__setattr__(self, "tags", tags)
+        groups = {str(k): tuple(str(v) for v in values) for k, values in self.groups.items()}
+        for name, values in groups.items():
+            if len(values) != len(self.prompts):
+                raise InputError(f"sample {self.id}: grouping {name!r} has {len(values)} "
+                                 f"values for {len(self.prompts)} prompts")
+        object.__setattr__(self, "groups", groups)
 
     def load(self) -> LoadedSample:
         """Read the pixels (the image and its truth), checked for matching sizes."""

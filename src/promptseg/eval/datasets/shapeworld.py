@@ -6,21 +6,22 @@ RLE masks, image id = scene index + 1), ``phrases_{tag}.json`` (one entry per pr
 ``image_id``, ``file_name``, ``phrase``, ``kind``, ``seen``, ``ann_ids``) and
 ``images/{tag}_{index:06d}.png``, where ``tag`` is the split, or ``novel_{split}`` for the
 novel domain. One sample per scene with all its prompts; each prompt's tag is its kind
-(``single``, ``multi``, ``attribute``, ``referring``, ``thin``, ``negative``) and its truth
-the union of its targets' masks (empty for a negative), as
-:meth:`promptseg.data.shapeworld.Scene.target_mask` gives it.
+(``single``, ``multi``, ``attribute``, ``referring``, ``thin``, ``negative``), its group in
+the grouping ``combination`` is ``seen`` or ``held-out`` (whether it names or targets a
+colour-shape pair held out of training), and its truth the union of its targets' masks
+(empty for a negative), as :meth:`promptseg.data.shapeworld.Scene.target_mask` gives it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from promptseg.data.shapeworld import DOMAINS, SPLITS
+from promptseg.data.shapeworld import DOMAINS, PROMPT_KINDS, SPLITS
 from promptseg.errors import InputError
 from promptseg.eval.datasets._common import (
     CocoIndex,
@@ -41,10 +42,12 @@ class ShapeWorldFiles(EvalDataset):
         root: the ``--out`` folder of ``promptseg data shapeworld``.
         split: ``"test"`` (default), ``"val"`` or ``"train"``.
         domain: ``"base"`` (default) or ``"novel"`` (files tagged ``novel_{split}``).
+        kinds: only prompts of these kinds (default: all); scenes left without a prompt are
+            skipped. A comma-separated string is accepted (``--dataset-option
+            kinds=single,thin``).
 
-    Sample ids are ``"shapeworld/{tag}/scene-{index}"``; ``info`` holds ``file_name``,
-    ``index`` and ``seen`` (per prompt: ``False`` when it names or targets a held-out
-    colour-shape pair).
+    Sample ids are ``"shapeworld/{tag}/scene-{index}"``; ``info`` holds ``file_name`` and
+    ``index``; ``groups["combination"]`` is per prompt ``"seen"`` or ``"held-out"``.
 
     Raises:
         InputError: missing root or files (the message lists the tags found in ``root``);
@@ -55,11 +58,19 @@ class ShapeWorldFiles(EvalDataset):
     task = "instance"
     source = "promptseg data shapeworld (promptseg.data.shapeworld.write_dataset)"
 
-    def __init__(self, root: str | Path, split: str = "test", domain: str = "base"):
+    def __init__(self, root: str | Path, split: str = "test", domain: str = "base",
+                 kinds: Sequence[str] | str | None = None):
         super().__init__(root, check_split(split, SPLITS, self.name))
         if domain not in DOMAINS:
             raise InputError(f"dataset 'shapeworld': unknown domain {domain!r}; choose "
                              f"{', '.join(DOMAINS)}")
+        if isinstance(kinds, str):
+            kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+        self.kinds = tuple(kinds) if kinds else tuple(PROMPT_KINDS)
+        unknown = sorted(set(self.kinds) - set(PROMPT_KINDS))
+        if unknown:
+            raise InputError(f"dataset 'shapeworld': unknown prompt kinds {unknown}; use "
+                             f"{', '.join(PROMPT_KINDS)}")
         self.domain = domain
         self.tag = split if domain == "base" else f"{domain}_{split}"
         instances = self.root / f"instances_{self.tag}.json"
@@ -93,7 +104,8 @@ class ShapeWorldFiles(EvalDataset):
             if bad:
                 raise InputError(f"{what}: {phrases_path.name} entry {n} names annotation "
                                  f"{bad[0]}, which is not in {instances.name}")
-            by_image[image_id].append(p)
+            if str(p["kind"]) in self.kinds:
+                by_image[image_id].append(p)
         self._scenes = [(i, by_image[i]) for i in sorted(self.index.images) if by_image[i]]
 
     def samples(self) -> Iterator[Sample]:
@@ -108,15 +120,19 @@ class ShapeWorldFiles(EvalDataset):
                 prompts=tuple(str(p["phrase"]) for p in phrases),
                 tags=tuple(str(p["kind"]) for p in phrases),
                 loader=_SceneLoader(path, targets, sid),
-                info={"file_name": str(img["file_name"]), "index": image_id - 1,
-                      "seen": [bool(p.get("seen", True)) for p in phrases]},
+                groups={"combination": tuple("seen" if p.get("seen", True) else "held-out"
+                                             for p in phrases)},
+                info={"file_name": str(img["file_name"]), "index": image_id - 1},
             )
 
     def __len__(self) -> int:
         return len(self._scenes)
 
     def describe(self):
-        return {**super().describe(), "domain": self.domain}
+        described = {**super().describe(), "domain": self.domain}
+        if self.kinds != tuple(PROMPT_KINDS):
+            described["kinds"] = list(self.kinds)
+        return described
 
 
 class _SceneLoader:
