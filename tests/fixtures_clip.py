@@ -27,6 +27,8 @@ __all__ = [
     "clip_tokenizer_dir",
     "tiny_hf_clip_dir",
     "tiny_open_clip_dir",
+    "tiny_open_clip_rn_dir",
+    "TINY_OPEN_CLIP_RN",
 ]
 
 # transformers CLIPConfig keywords (configs are keyword-only and keep misspelt keys silently).
@@ -54,6 +56,12 @@ TINY_HF_CLIP = {
 TINY_OPEN_CLIP = {
     "embed_dim": 24,
     "vision_cfg": {"image_size": 48, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+# a ModifiedResNet image tower (layers as a list): layer4 gives 256 channels on a 4x4 grid
+TINY_OPEN_CLIP_RN = {
+    "embed_dim": 24,
+    "vision_cfg": {"image_size": 128, "layers": [1, 1, 1, 1], "width": 8},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 _OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]  # open_clip.constants OPENAI_DATASET_MEAN
@@ -98,16 +106,25 @@ def tiny_hf_clip_dir(tmp_path_factory, clip_tokenizer_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_open_clip_dir(tmp_path_factory) -> Path:
     """A tiny OpenCLIP folder: open_clip_config.json + open_clip_model.safetensors."""
+    return _save_open_clip(tmp_path_factory.mktemp("tiny_open_clip"), TINY_OPEN_CLIP)
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip_rn_dir(tmp_path_factory) -> Path:
+    """A tiny OpenCLIP ResNet CLIP (ModifiedResNet, attention pooling), as RN50 is built."""
+    return _save_open_clip(tmp_path_factory.mktemp("tiny_open_clip_rn"), TINY_OPEN_CLIP_RN)
+
+
+def _save_open_clip(folder: Path, model_cfg: dict) -> Path:
     import torch
     from open_clip.model import CLIP
     from safetensors.torch import save_file
 
-    folder = tmp_path_factory.mktemp("tiny_open_clip")
     torch.manual_seed(0)
-    model = CLIP(**TINY_OPEN_CLIP)
+    model = CLIP(**model_cfg)
     save_file(model.state_dict(), str(folder / "open_clip_model.safetensors"))
     config = {
-        "model_cfg": TINY_OPEN_CLIP,
+        "model_cfg": model_cfg,
         "preprocess_cfg": {
             "mean": _OPENAI_MEAN,
             "std": _OPENAI_STD,
