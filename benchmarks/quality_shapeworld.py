@@ -15,8 +15,9 @@
 
 Run: ``python benchmarks/quality_shapeworld.py --pipeline slip --n 50 --seed 0 [--novel]``;
 ``--set threshold=0.3`` changes a pipeline setting (repeat). ``--calibrate`` instead searches
-the zoo's slip settings on the val split (SAM's mask filters; the CLIP threshold, applied to
-the recorded answer scores) and prints the grid that chose ``promptseg.zoo``'s settings.
+the zoo's settings on the val split and prints the grid that chose them: for ``slip`` SAM's
+mask filters and the CLIP threshold (applied to the recorded answer scores), for ``camsam``
+the CAM method, its input size and the peak points given to SAM.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def main() -> None:
                 f"{args.clip} + {args.sam}; {settings}; {report.seconds:.0f} s)",
                 ("what", "value", "prompts"), rows))
     # [SLIP] takes the most similar segment whatever its score: no threshold in its protocol
-    slip_protocol = {"threshold": None} if getattr(pipe.config, "threshold", None) else {}
+    slip_protocol = ({"threshold": None} if args.pipeline == "slip"
+                     and getattr(pipe.config, "threshold", None) is not None else {})
     accuracy, trials = mosaic_accuracy(pipe, n=mosaics, seed=args.seed, progress=True,
                                        **slip_protocol)
     print(table(f"SLIP protocol: 2x2 mosaics of single-object scenes ({mosaics} mosaics; the "
@@ -160,6 +162,10 @@ def thresholded(report, threshold: float) -> tuple[float, float, float]:
 
 
 def calibrate(args) -> None:
+    """Search a pipeline's settings on the val split; print the grid, best first."""
+    if args.pipeline == "camsam":
+        calibrate_camsam(args)
+        return
     rows = []
     for pred_iou in (0.4, 0.6, 0.75):
         for stability in (0.75, 0.85, 0.92):
@@ -176,6 +182,26 @@ def calibrate(args) -> None:
     print(table(f"slip settings on {args.n} val scenes (seed {args.seed}), best first",
                 ("pred_iou_thresh", "stability_score_thresh", "threshold", "mIoU naming",
                  "negatives empty", "mean"), rows[:15]))
+
+
+def calibrate_camsam(args) -> None:
+    """camsam: the map (CAM method, input size) and the points given to SAM."""
+    rows = []
+    for cam in ("gscorecam", "gradcam"):
+        for input_size in (None, 128, 192):
+            for points in (0, 1, 2):
+                pipe = load_pipeline("camsam", clip=args.clip, sam=args.sam, device=args.device,
+                                     cam=cam, cam_input_size=input_size, points=points)
+                report = evaluate_on_shapeworld(pipe, n=args.n, seed=args.seed, split="val",
+                                                progress=True)
+                summary = report.summary()
+                miou, rate = summary["miou"], summary["negatives_empty"]
+                rows.append((cam, input_size or "CLIP's", points, f"{miou:.3f}", f"{rate:.3f}",
+                             f"{(miou + rate) / 2:.3f}"))
+    rows.sort(key=lambda r: -float(r[-1]))
+    print(table(f"camsam settings on {args.n} val scenes (seed {args.seed}), best first",
+                ("cam", "cam_input_size", "points", "mIoU naming", "negatives empty",
+                 "mean"), rows))
 
 
 if __name__ == "__main__":

@@ -156,3 +156,36 @@ def test_version_and_module_entry(capsys):
     run = subprocess.run([sys.executable, "-m", "promptseg", "methods"], capture_output=True,
                          text=True, check=False)
     assert run.returncode == 0 and "slip" in run.stdout.split()
+
+
+def test_segment_with_camsam(models, image_file, capsys):
+    code = main(["segment", str(image_file), "-p", "a red square", "-p", "grass", *models,
+                 "--method", "camsam", "--cam", "gradcam", "--no-crf", "--cam-points", "1",
+                 "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["meta"]["pipeline"] == "camsam"
+    config = record["meta"]["config"]
+    assert (config["cam"], config["crf"], config["points"]) == ("gradcam", False, 1)
+
+
+def test_camsam_refuses_slip_options_in_one_line(models, image_file, capsys):
+    code = main(["segment", str(image_file), "-p", "x", *models, "--method", "camsam",
+                 "--visual-prompt", "crop", "--json"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "visual_prompt" in err[0]
+
+
+def test_explain_writes_heatmap_sheet(tiny_hf_clip_dir, image_file, tmp_path, capsys):
+    out = tmp_path / "maps" / "explain.png"
+    code = main(["explain", str(image_file), "-p", "a red square", "-p", "grass", "--clip",
+                 str(tiny_hf_clip_dir), "--cam", "gradcam", "--input-size", "64",
+                 "--device", "cpu", "--out", str(out)])
+    assert code == 0 and out.is_file()
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape[0] > 48 and sheet.shape[1] > 2 * 64  # two panels and a colour bar
+    code = main(["explain", str(image_file), "-p", "x", "--clip", str(tiny_hf_clip_dir),
+                 "--cam", "hilacam", "--device", "cpu", "--out", str(tmp_path / "no.png")])
+    assert code == 2 and not (tmp_path / "no.png").exists()
+    assert "unknown CAM method 'hilacam'" in capsys.readouterr().err

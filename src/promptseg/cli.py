@@ -31,6 +31,7 @@ app.add_typer(data_app, name="data")
 
 #: the sections of ``segment --help``
 MODELS, SELECTION, PROPOSALS, OUTPUT = "Models", "Selection", "SAM proposals", "Output"
+SALIENCY = "Saliency (camsam)"
 #: how help marks a default that a model folder's promptseg_settings.json may replace
 BY_MODEL = "or the model's"
 
@@ -141,7 +142,8 @@ def segment(
         help="Apply the settings a model folder recommends (promptseg_settings.json); "
         "options given here win.", rich_help_panel=MODELS)] = True,
     threshold: Annotated[float | None, typer.Option(
-        help=f"Minimum score of a mask, in --score-mode units [default: none, {BY_MODEL}].",
+        help="slip: minimum score of a mask, in --score-mode units [default: none, "
+        f"{BY_MODEL}]; camsam: the map's foreground threshold [default: 0.5].",
         rich_help_panel=SELECTION)] = None,
     output: Annotated[str | None, typer.Option(
         metavar="MODE", help="best, all or label [default: best].",
@@ -173,6 +175,22 @@ def segment(
     min_mask_region_area: Annotated[int | None, typer.Option(
         help=f"Fill holes and drop islands below this many pixels [default: 0, {BY_MODEL}].",
         rich_help_panel=PROPOSALS)] = None,
+    cam: Annotated[str | None, typer.Option(
+        metavar="METHOD", help="gradcam, gscorecam or clip-es [default: gscorecam, "
+        f"{BY_MODEL}].",
+        rich_help_panel=SALIENCY)] = None,
+    cam_input_size: Annotated[int | None, typer.Option(
+        help=f"Side CLIP sees the image at [default: the CLIP's, {BY_MODEL}].",
+        rich_help_panel=SALIENCY)] = None,
+    crf: Annotated[bool | None, typer.Option(
+        "--crf/--no-crf", help="Refine the map with a dense CRF [default: crf].",
+        show_default=False, rich_help_panel=SALIENCY)] = None,
+    sigma: Annotated[float | None, typer.Option(
+        help="Gaussian smoothing of the map, pixels [default: 0].",
+        rich_help_panel=SALIENCY)] = None,
+    cam_points: Annotated[int | None, typer.Option(
+        help="Also give SAM the k highest map peaks as points [default: 0].",
+        rich_help_panel=SALIENCY)] = None,
     out: Annotated[Path | None, typer.Option(
         help=f"Output folder [default: {DEFAULT_OUT}; none with --json].",
         rich_help_panel=OUTPUT)] = None,
@@ -205,6 +223,8 @@ def segment(
         "min_mask_region_area": min_mask_region_area, "box_nms_thresh": box_nms_thresh,
         "crop_margin": crop_margin, "max_pixels": max_pixels,
         "use_model_settings": None if model_settings else False,
+        "cam": cam, "cam_input_size": cam_input_size, "crf": crf, "sigma": sigma,
+        "points": cam_points,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if out is None and not json_out:
@@ -335,6 +355,37 @@ def models(
         table.add_row(r["id"], r["family"], r["arch"], f"{r['params_m']:.0f}",
                       "yes" if r["local"] else "no", r["paper"])
     Console().print(table)
+
+
+@app.command(cls=PanelCommand)
+def explain(
+    image: Annotated[Path, typer.Argument(help="Image file.", show_default=False)],
+    prompt: Annotated[list[str], typer.Option(
+        "--prompt", "-p", metavar="TEXT", help="Text prompt; repeat for several.")],
+    cam: Annotated[str, typer.Option(
+        metavar="METHOD", help="gradcam, gscorecam or clip-es.")] = "gscorecam",
+    clip: Annotated[str, typer.Option(
+        metavar="ID", help="CLIP id or folder.")] = "open_clip:RN50/openai",
+    input_size: Annotated[int | None, typer.Option(
+        help="Side CLIP sees the image at [default: the CLIP's].")] = None,
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("explain.png"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    max_pixels: Annotated[int, typer.Option(help="Refuse larger images.")] = 50_000_000,
+) -> None:
+    """Show where CLIP looks for each PROMPT: heatmap overlays with a legend."""
+    from promptseg.convert.overlay import save_heatmaps
+    from promptseg.image import load_image
+    from promptseg.models.registry import load_clip
+    from promptseg.prompts import normalize_prompts
+    from promptseg.stages.saliency import saliency_maps
+
+    prompts = normalize_prompts(prompt)
+    pixels = load_image(image, max_pixels=max_pixels)
+    model = load_clip(clip, device=device)
+    options = {"input_size": input_size} if input_size else {}
+    maps = saliency_maps(model, pixels, prompts, method=cam, **options)
+    save_heatmaps(pixels, maps, prompts, out, title=f"{cam} maps of {model.model_id}")
+    typer.echo(f"{image}: {len(prompts)} map(s) -> {out}", err=True)
 
 
 @app.command(cls=PanelCommand)

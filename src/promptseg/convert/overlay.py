@@ -1,4 +1,5 @@
-"""Draw a :class:`~promptseg.result.Segmentation` over its image, for people to look at.
+"""Draw a :class:`~promptseg.result.Segmentation` over its image, for people to look at;
+and soft maps (where CLIP looks, a result's ``heatmaps``) as colour overlays.
 
 Each mask gets a translucent fill and an opaque contour in its prompt's colour; a legend
 strip beside (or below) the image lists every prompt with its colour swatch and the score
@@ -20,7 +21,7 @@ from promptseg.errors import InputError
 if TYPE_CHECKING:
     from promptseg.result import Segmentation
 
-__all__ = ["draw_overlay", "prompt_colors", "save_overlay"]
+__all__ = ["draw_heatmaps", "draw_overlay", "prompt_colors", "save_heatmaps", "save_overlay"]
 
 # Tableau 10, a palette designed to keep categories apart; prompts past 10 get hues spaced
 # by the golden angle.
@@ -186,3 +187,85 @@ def _add_legend(out: np.ndarray, seg: Segmentation, colors: np.ndarray, where: s
 
 def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
+
+
+def draw_heatmaps(image: Any, heatmaps: np.ndarray, prompts: list[str] | tuple[str, ...],
+                  alpha: float = 0.5, title: str | None = None,
+                  columns: int = 4) -> np.ndarray:
+    """One panel per prompt: the image under its ``(H, W)`` map in [0, 1] (OpenCV's "jet"
+    colour map: blue 0, red 1), the prompt above it; a colour bar with its scale at the
+    right. Returns ``(H', W', 3) uint8``.
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB (anything :func:`promptseg.image.load_image` reads).
+        heatmaps: ``(Q, H, W)`` maps in [0, 1], e.g. a result's ``heatmaps``.
+        prompts: the Q prompts.
+        alpha: weight of the colour map over the image.
+        title: a line above the panels (the CAM method, the model).
+        columns: panels per row.
+    """
+    import cv2
+    from PIL import Image, ImageDraw
+
+    from promptseg.image import load_image
+
+    image = load_image(image)
+    maps = np.asarray(heatmaps, dtype=np.float32)
+    h, w = image.shape[:2]
+    if maps.ndim != 3 or maps.shape[1:] != (h, w) or len(maps) != len(prompts):
+        raise InputError(f"heatmaps must be (Q, H, W) = ({len(prompts)}, {h}, {w}), got "
+                         f"{maps.shape}")
+    if not 0 <= alpha <= 1:
+        raise InputError(f"alpha must be in [0, 1], got {alpha}")
+    font = _legend_font(h)
+    line = int(font.size * 1.4) if hasattr(font, "size") else 14
+    panels = []
+    for m, prompt in zip(maps, prompts, strict=True):
+        levels = np.clip(np.nan_to_num(m) * 255, 0, 255).astype(np.uint8)
+        colour = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        blend = (1 - alpha) * image.astype(np.float32) + alpha * colour.astype(np.float32)
+        panel = Image.new("RGB", (w, h + line), "white")
+        panel.paste(Image.fromarray(blend.astype(np.uint8)), (0, line))
+        ImageDraw.Draw(panel).text((2, 1), _fit(prompt, font, w), fill="black", font=font)
+        panels.append(panel)
+    cols = max(1, min(int(columns), len(panels)))
+    rows = -(-len(panels) // cols)
+    bar_w = max(40, w // 8)
+    top = line if title else 0
+    sheet = Image.new("RGB", (cols * w + bar_w, top + rows * (h + line)), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, ((i % cols) * w, top + (i // cols) * (h + line)))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((2, 1), _fit(title, font, sheet.width - 4), fill="black", font=font)
+    # the colour bar: 1 at the top, 0 at the bottom, beside the first row
+    ramp = np.linspace(255, 0, h).astype(np.uint8)[:, None].repeat(bar_w // 3, axis=1)
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    x0 = cols * w + 4
+    sheet.paste(Image.fromarray(bar), (x0, top + line))
+    draw.text((x0 + bar_w // 3 + 3, top + line), "1", fill="black", font=font)
+    draw.text((x0 + bar_w // 3 + 3, top + line + h - line), "0", fill="black", font=font)
+    return np.asarray(sheet)
+
+
+def save_heatmaps(image: Any, heatmaps: np.ndarray, prompts, path: str | os.PathLike,
+                  **kwargs: Any) -> Path:
+    """Write :func:`draw_heatmaps` to ``path`` atomically (PNG unless the suffix names
+    another format). Returns the path."""
+    from PIL import Image
+
+    pixels = draw_heatmaps(image, heatmaps, list(prompts), **kwargs)
+    path = Path(path)
+    fmt = "PNG" if path.suffix.lower() in ("", ".png") else None
+    with atomic_write(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format=fmt)
+    return path
+
+
+def _fit(text: str, font, width: int) -> str:
+    """``text`` cut with "..." to fit ``width`` pixels in ``font``."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."

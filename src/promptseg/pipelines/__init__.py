@@ -10,6 +10,7 @@ __all__ = ["PIPELINES", "list_pipelines", "get_pipeline_class", "load_pipeline"]
 
 # name -> (module, class); imported on demand so `import promptseg` stays light
 PIPELINES: dict[str, tuple[str, str]] = {
+    "camsam": ("promptseg.pipelines.camsam", "CamSamPipeline"),
     "slip": ("promptseg.pipelines.slip", "SlipPipeline"),
 }
 
