@@ -142,3 +142,16 @@ def test_zoo_clip_looks_at_the_named_object(zoo_pipe):
 
 
 PEAK_IN_OBJECT_FLOOR = 0.5
+
+
+@pytest.mark.parametrize("family", ["sam_hq", "sam2"])
+def test_any_sam_family_segments_from_the_box(family, request, tiny_hf_clip_dir, image,
+                                              known_maps):
+    """The box prompt goes to SAM-HQ and SAM 2 the same way (MedSAM is a SAM checkpoint)."""
+    sam_dir = request.getfixturevalue(f"tiny_{family}_dir")
+    pipe = promptseg.load_pipeline("camsam", clip=str(tiny_hf_clip_dir), sam=str(sam_dir),
+                                   device="cpu", crf=False)
+    assert pipe.sam.family == family
+    seg = pipe(image, ["the red square", "a dog"])
+    assert seg.heatmaps.shape == (2, 96, 128)
+    assert set(seg.query_index.tolist()) <= {0}

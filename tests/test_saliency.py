@@ -153,6 +153,16 @@ def test_gscore_cam_equals_masked_forwards(clips, name, top_k):
     np.testing.assert_allclose(ours[0], reference, atol=1e-4)
 
 
+def test_gscore_cam_bf16_scoring_stays_close(clips):
+    clip = clips["open_clip-rn"]
+    image = _image(90, seed=1)
+    exact = gscore_cam(clip, image, ["a red square"], top_k=50)
+    fast = gscore_cam(clip, image, ["a red square"], top_k=50, precision="bf16")
+    assert fast.shape == exact.shape and np.abs(fast - exact).max() < 0.2
+    with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16'"):
+        gscore_cam(clip, image, ["x"], precision="fp16")
+
+
 def test_maps_at_image_size_in_unit_range(clips):
     clip = clips["hf-vit"]
     image = _image(50)[:, :37]  # not square: the whole image is resized, maps come back

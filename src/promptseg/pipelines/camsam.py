@@ -51,6 +51,7 @@ class CamSamConfig:
     cam: str = "gscorecam"  # [LVLM] Sec. III-C, Fig. 5
     top_k: int = GSCORECAM_TOP_K  # gScoreCAM: channels kept ([LVLM] Sec. II-B, top 10 %)
     cam_batch_size: int = GSCORECAM_BATCH  # gScoreCAM: masked images per forward
+    cam_precision: str = "fp32"  # ours: "bf16" scores gScoreCAM's masked images in bfloat16
     # ours: the side CLIP sees the image at for the map (None: the CLIP's own, as gScoreCAM);
     # larger gives finer maps, position embeddings interpolated (CaR runs its CAM at 448+)
     cam_input_size: int | None = None
@@ -90,6 +91,9 @@ class CamSamConfig:
                           ("points", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.cam_precision not in ("fp32", "bf16"):
+            raise ConfigError(f"cam_precision must be 'fp32' or 'bf16', got "
+                              f"{self.cam_precision!r}")
         if self.sigma < 0:
             raise ConfigError(f"sigma must be >= 0 pixels, got {self.sigma}")
         if not 0 < self.min_area_share <= 1:
@@ -172,7 +176,8 @@ class CamSamPipeline(Pipeline):
         with timer("saliency"):
             options: dict = {}
             if config.cam == "gscorecam":
-                options = {"top_k": config.top_k, "batch_size": config.cam_batch_size}
+                options = {"top_k": config.top_k, "batch_size": config.cam_batch_size,
+                           "precision": config.cam_precision}
             elif config.cam == "clip-es":
                 options = {"background": config.background_queries}
             options["input_size"] = config.cam_input_size
